@@ -1,0 +1,229 @@
+//! The local executor (SPEC §2.5): a pool of worker threads; nodes are dispatched as soon as their
+//! parents are done. Each node is computed under a per-key lock, after re-checking the store, so
+//! early cutoff and concurrent processes on one store both fall out of the same check.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use artifacts::{Manifest, Provenance, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::graph::{Graph, NodeId};
+use crate::plan::{input_digests, key, Plan, State};
+use crate::runner::{compute, Inputs, VERSION};
+
+/// How a node ended in one execution.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Was cached before the run started.
+    Cached,
+    /// Computed in this run.
+    Computed,
+    /// Found in the store when its turn came (early cutoff, or another process computed it).
+    CutOff,
+    /// Failed with this message.
+    Failed(String),
+    /// Not run because a parent failed.
+    Skipped,
+}
+
+/// The result of executing a plan.
+pub struct Execution {
+    /// Outcome per node.
+    pub outcomes: Vec<Outcome>,
+    /// Manifest per node, where one exists.
+    pub manifests: Vec<Option<Manifest>>,
+}
+
+impl Execution {
+    /// Number of nodes with an outcome matching `f`.
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(o)).count()
+    }
+}
+
+enum Msg {
+    Done(NodeId, Result<(Manifest, bool), String>),
+}
+
+/// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers.
+pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, jobs: usize, quiet: bool) -> Execution {
+    let n = graph.nodes.len();
+    let mut manifests: Vec<Option<Manifest>> = plan
+        .states
+        .iter()
+        .map(|s| match s {
+            State::Cached(m) => Some((**m).clone()),
+            State::ToRun(_) => None,
+        })
+        .collect();
+    let mut outcomes: Vec<Option<Outcome>> =
+        plan.states.iter().map(|s| matches!(s, State::Cached(_)).then_some(Outcome::Cached)).collect();
+    let children = graph.children();
+    let mut waiting: Vec<usize> =
+        (0..n).map(|i| graph.parents(i).iter().filter(|&&p| outcomes[p].is_none()).count()).collect();
+    let selected: Vec<bool> = (0..n).map(|i| to_run.contains(&i)).collect();
+    let progress = Progress::new(to_run.len(), quiet);
+    let (job_tx, job_rx) = mpsc::channel::<(NodeId, Inputs)>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Msg>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || loop {
+                let job = job_rx.lock().expect("job queue").recv();
+                let Ok((id, inputs)) = job else { break };
+                let result = run_node(graph, id, &inputs, store).map_err(|e| format!("{e:#}"));
+                if done_tx.send(Msg::Done(id, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut in_flight = 0usize;
+        let mut ready: Vec<NodeId> = to_run.iter().copied().filter(|&i| waiting[i] == 0).collect();
+        loop {
+            while let Some(id) = ready.pop() {
+                let refs: Vec<Option<&Manifest>> = manifests.iter().map(Option::as_ref).collect();
+                let digests = input_digests(&graph.nodes[id], &refs).expect("parents are done");
+                let parent_manifests = graph.nodes[id]
+                    .inputs
+                    .iter()
+                    .filter(|i| i.name.starts_with("log/"))
+                    .filter_map(|i| manifests[i.node].clone().map(|m| (i.name.clone(), m)))
+                    .collect();
+                job_tx.send((id, Inputs { digests, manifests: parent_manifests })).expect("workers alive");
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                break;
+            }
+            let Ok(Msg::Done(id, result)) = done_rx.recv() else { break };
+            in_flight -= 1;
+            let name = &graph.nodes[id].name;
+            match result {
+                Ok((m, computed)) => {
+                    progress.finished(name, if computed { "done" } else { "cached" }, m.provenance.seconds);
+                    outcomes[id] = Some(if computed { Outcome::Computed } else { Outcome::CutOff });
+                    manifests[id] = Some(m);
+                    for &c in &children[id] {
+                        waiting[c] -= 1;
+                        if waiting[c] == 0 && outcomes[c].is_none() && selected[c] {
+                            ready.push(c);
+                        }
+                    }
+                }
+                Err(e) => {
+                    progress.failed(name, &e);
+                    outcomes[id] = Some(Outcome::Failed(e));
+                    skip_descendants(id, &children, &mut outcomes, &progress);
+                }
+            }
+        }
+        drop(job_tx);
+    });
+    progress.finish();
+    Execution { outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped)).collect(), manifests }
+}
+
+fn skip_descendants(id: NodeId, children: &[Vec<NodeId>], outcomes: &mut [Option<Outcome>], progress: &Progress) {
+    let mut stack = children[id].clone();
+    while let Some(c) = stack.pop() {
+        if outcomes[c].is_none() {
+            outcomes[c] = Some(Outcome::Skipped);
+            progress.skip();
+            stack.extend(children[c].iter().copied());
+        }
+    }
+}
+
+/// Computes one node under its key's lock, unless the store already has its result.
+/// Returns the manifest and whether it was computed here.
+fn run_node(graph: &Graph, id: NodeId, inputs: &Inputs, store: &Store) -> Result<(Manifest, bool)> {
+    let node = &graph.nodes[id];
+    let k = key(node, &inputs.digests);
+    let _lock = store.lock_key(&k)?;
+    if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+        return Ok((m, false));
+    }
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let files = compute(node, inputs, store).with_context(|| format!("node {}", node.name))?;
+    let mut outputs = BTreeMap::new();
+    for (name, bytes) in files {
+        outputs.insert(name, store.put_bytes(&bytes)?);
+    }
+    let mut provenance = Provenance::now_for(&node.name, stages::DOMAIN, started, VERSION);
+    provenance.seconds = clock.elapsed().as_secs_f64();
+    let m = Manifest {
+        key: k,
+        stage: node.stage.name().to_string(),
+        stage_version: node.stage.version(),
+        params: node.params.clone(),
+        inputs: inputs.digests.clone(),
+        outputs,
+        provenance,
+    };
+    store.put_manifest(&m)?;
+    Ok((m, true))
+}
+
+/// Progress display: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(total: usize, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} nodes [{elapsed_precise}, eta {eta}] {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        Progress { bar, quiet }
+    }
+
+    fn finished(&self, name: &str, what: &str, seconds: f64) {
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                b.set_message(name.to_string());
+            }
+            None if !self.quiet => eprintln!("{what:>6} {name} ({seconds:.2} s)"),
+            None => {}
+        }
+    }
+
+    fn failed(&self, name: &str, error: &str) {
+        let line = format!("FAILED {name}: {error}");
+        match &self.bar {
+            Some(b) => {
+                b.inc(1);
+                b.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn skip(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! Experiment files (SPEC §2.7): TOML, where a list at a scalar setting is a sweep axis and the
+//! experiment is the cross product of its axes times the seeds. Everything is validated before
+//! anything runs, and errors name the file and the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use stages::analysis::ParamValue;
+use stages::checkerboard::{self, DatasetParams, Encoding};
+use stages::decoder::{DecoderKind, DecoderParams};
+use stages::network::{Arch, ModelParams};
+use stages::train::{Optimiser, Schedule};
+
+/// Bad experiment input: one message naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ExperimentError {
+    /// The file (or built-in name) the error is in.
+    pub file: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+/// Keys whose lists are values, not sweep axes.
+const LIST_KEYS: [&str; 5] = ["train.checkpoints", "train.seeds", "probe.labels", "probe.layers", "probe.decoders"];
+
+/// The built-in experiments: name, description, TOML text.
+pub const BUILTINS: [(&str, &str, &str); 1] = [(
+    "checkerboard",
+    "the default: SGD with batch 32 vs 1024 (lr 0.05, weight decay 5e-3), 3 seeds; shows colour information rise and fall",
+    include_str!("../experiments/checkerboard.toml"),
+)];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    dataset: DatasetDoc,
+    #[serde(default)]
+    model: ModelDoc,
+    #[serde(default)]
+    train: TrainDoc,
+    #[serde(default)]
+    probe: ProbeDoc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DatasetDoc {
+    task: String,
+    n: usize,
+    val_fraction: f64,
+    encoding: Encoding,
+    noise: f64,
+    seed: u64,
+}
+
+impl Default for DatasetDoc {
+    fn default() -> Self {
+        let d = DatasetParams::default();
+        DatasetDoc { task: "checkerboard".into(), n: d.n, val_fraction: d.val_fraction, encoding: d.encoding, noise: d.noise, seed: d.seed }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ModelDoc {
+    arch: Arch,
+    depth: usize,
+    width: usize,
+    init_scale: f64,
+}
+
+impl Default for ModelDoc {
+    fn default() -> Self {
+        let m = ModelParams::default();
+        ModelDoc { arch: m.arch, depth: m.depth, width: m.width, init_scale: m.init_scale }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seeds {
+    Count(u64),
+    List(Vec<u64>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Checkpoints {
+    Named(String),
+    List(Vec<usize>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TrainDoc {
+    target: String,
+    seeds: Seeds,
+    epochs: usize,
+    lr: f64,
+    batch: usize,
+    momentum: f64,
+    weight_decay: f64,
+    schedule: Schedule,
+    checkpoints: Checkpoints,
+    phases: Vec<PhaseDoc>,
+}
+
+impl Default for TrainDoc {
+    fn default() -> Self {
+        TrainDoc {
+            target: "direction".into(),
+            seeds: Seeds::Count(1),
+            epochs: 100,
+            lr: 0.05,
+            batch: 32,
+            momentum: 0.0,
+            weight_decay: 5e-3,
+            schedule: Schedule::Constant,
+            checkpoints: Checkpoints::Named("default".into()),
+            phases: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseDoc {
+    epochs: usize,
+    lr: Option<f64>,
+    batch: Option<usize>,
+    momentum: Option<f64>,
+    weight_decay: Option<f64>,
+    schedule: Option<Schedule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ProbeDoc {
+    labels: Vec<String>,
+    layers: Vec<String>,
+    decoders: Vec<DecoderKind>,
+    hidden: usize,
+    lr: f64,
+    steps: usize,
+    eval_every: usize,
+    standardize: bool,
+    null: bool,
+    holdout: f64,
+    seed: u64,
+}
+
+impl Default for ProbeDoc {
+    fn default() -> Self {
+        let d = DecoderParams::new(DecoderKind::Linear);
+        ProbeDoc {
+            labels: vec!["color".into(), "direction".into()],
+            layers: Vec::new(),
+            decoders: vec![DecoderKind::Linear],
+            hidden: d.hidden,
+            lr: d.lr,
+            steps: d.steps,
+            eval_every: d.eval_every,
+            standardize: d.standardize,
+            null: d.null,
+            holdout: d.holdout,
+            seed: d.seed,
+        }
+    }
+}
+
+/// One phase of training: an optimiser for a number of epochs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Phase {
+    /// Optimiser settings.
+    pub optimiser: Optimiser,
+    /// Epochs in the phase.
+    pub epochs: usize,
+}
+
+/// What to probe at each checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeConfig {
+    /// Labels to decode.
+    pub labels: Vec<String>,
+    /// Layers (empty: all hidden layers).
+    pub layers: Vec<String>,
+    /// One decoder per family.
+    pub decoders: Vec<DecoderParams>,
+}
+
+/// One training run: a point of the sweep and a seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    /// Run id: the swept values and the seed, e.g. `batch=32,seed=0`.
+    pub id: String,
+    /// The swept values (column name, value), in axis order.
+    pub params: Vec<(String, ParamValue)>,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+    /// Dataset.
+    pub dataset: DatasetParams,
+    /// Network.
+    pub model: ModelParams,
+    /// Label the network learns.
+    pub target: String,
+    /// Phases, in order (phases of 0 epochs are dropped).
+    pub phases: Vec<Phase>,
+    /// Epochs at which checkpoints are probed (sorted, within 0..=total).
+    pub checkpoints: Vec<usize>,
+    /// Probing.
+    pub probe: ProbeConfig,
+    /// Which swept column names belong to the probe section (left out of training node names).
+    pub probe_axes: Vec<String>,
+    /// Which swept column names belong to the dataset section.
+    pub dataset_axes: Vec<String>,
+    /// Which swept column names belong to the model section.
+    pub model_axes: Vec<String>,
+}
+
+impl Run {
+    /// Total epochs over all phases.
+    pub fn epochs(&self) -> usize {
+        self.phases.iter().map(|p| p.epochs).sum()
+    }
+
+    /// The configuration: the id without the seed.
+    pub fn config(&self) -> String {
+        let parts: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={}", fmt_value(v))).collect();
+        if parts.is_empty() {
+            "default".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
+    /// The id restricted to the given axes (and the seed when `seed` is true).
+    pub fn id_with(&self, keep: impl Fn(&str) -> bool, seed: bool) -> String {
+        let mut parts: Vec<String> =
+            self.params.iter().filter(|(k, _)| keep(k)).map(|(k, v)| format!("{k}={}", fmt_value(v))).collect();
+        if seed {
+            parts.push(format!("seed={}", self.seed));
+        }
+        parts.join(",")
+    }
+}
+
+/// Formats a swept value for ids.
+pub fn fmt_value(v: &ParamValue) -> String {
+    match v {
+        ParamValue::I64(x) => x.to_string(),
+        ParamValue::F64(x) => x.to_string(),
+        ParamValue::Str(s) => s.clone(),
+    }
+}
+
+/// A parsed, validated experiment.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Name (from the file's `name`, else its stem).
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// Where it came from: a path or `built-in NAME`.
+    pub source: String,
+    /// The TOML text.
+    pub text: String,
+    /// Every run, in sweep order.
+    pub runs: Vec<Run>,
+}
+
+/// The default checkpoint schedule: dense early, sparse late, always ending at `epochs`.
+pub fn default_schedule(epochs: usize) -> Vec<usize> {
+    let mut out = vec![0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100];
+    let mut e = 120;
+    while e <= epochs {
+        out.push(e);
+        e += 20;
+    }
+    out.retain(|&x| x <= epochs);
+    if out.last() != Some(&epochs) {
+        out.push(epochs);
+    }
+    out
+}
+
+/// Finds a built-in experiment by name.
+pub fn builtin(name: &str) -> Option<(&'static str, &'static str)> {
+    BUILTINS.iter().find(|(n, _, _)| *n == name).map(|(_, _, text)| (*text, "built-in"))
+}
+
+/// Loads an experiment: a path to a TOML file, or a built-in name.
+pub fn load(arg: &str) -> Result<Experiment, ExperimentError> {
+    let path = Path::new(arg);
+    if path.exists() || arg.ends_with(".toml") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExperimentError { file: arg.to_string(), message: format!("cannot read: {e}") })?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("experiment").to_string();
+        return parse(&text, arg, &stem);
+    }
+    match builtin(arg) {
+        Some((text, _)) => parse(text, &format!("built-in {arg}"), arg),
+        None => Err(ExperimentError {
+            file: arg.to_string(),
+            message: format!(
+                "no such file, and not a built-in experiment (built-ins: {})",
+                BUILTINS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+}
+
+/// One sweep axis: the dotted key path, the column name, and its values.
+struct Axis {
+    path: Vec<String>,
+    column: String,
+    values: Vec<toml::Value>,
+}
+
+/// Parses and validates experiment text; `file` names it in errors, `stem` is the fallback name.
+pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, ExperimentError> {
+    let err = |message: String| ExperimentError { file: file.to_string(), message };
+    let root: toml::Value = toml::from_str(text).map_err(|e| err(format!("malformed TOML: {}", one_line(&e))))?;
+    let mut axes = Vec::new();
+    collect_axes(&root, &mut Vec::new(), &mut axes);
+    name_columns(&mut axes);
+    let combos = cross_product(&axes);
+    let mut runs = Vec::new();
+    let mut header: Option<(Option<String>, Option<String>)> = None;
+    for combo in combos {
+        let mut doc = root.clone();
+        for (axis, value) in axes.iter().zip(&combo) {
+            set_path(&mut doc, &axis.path, value.clone());
+        }
+        let parsed: FileDoc = serde_path_to_error::deserialize(doc).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                err(inner)
+            } else {
+                err(format!("key `{path}`: {inner}"))
+            }
+        })?;
+        header.get_or_insert((parsed.name.clone(), parsed.description.clone()));
+        let params: Vec<(String, ParamValue)> =
+            axes.iter().zip(&combo).map(|(a, v)| (a.column.clone(), param_value(v))).collect();
+        runs.extend(expand_runs(&parsed, &axes, params).map_err(err)?);
+    }
+    let (name, description) = header.unwrap_or_default();
+    let name = name.unwrap_or_else(|| stem.to_string());
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(err(format!("key `name`: expected a plain name, got {name:?}")));
+    }
+    Ok(Experiment { name, description: description.unwrap_or_default(), source: file.to_string(), text: text.to_string(), runs })
+}
+
+/// A TOML parse error on one line: where, then what.
+fn one_line(e: &toml::de::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let place = lines.first().map(|l| l.trim_start_matches("TOML parse error at ")).unwrap_or("");
+    let what = lines.last().copied().unwrap_or("");
+    if lines.len() > 1 {
+        format!("{place}: {what}")
+    } else {
+        what.to_string()
+    }
+}
+
+fn collect_axes(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Axis>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                path.push(k.clone());
+                collect_axes(child, path, out);
+                path.pop();
+            }
+        }
+        toml::Value::Array(items) => {
+            let dotted = path.join(".");
+            if items.iter().all(|i| i.is_table()) && !items.is_empty() {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    collect_axes(item, path, out);
+                    path.pop();
+                }
+            } else if !LIST_KEYS.contains(&dotted.as_str()) && !dotted.ends_with("schedule") {
+                out.push(Axis { path: path.clone(), column: String::new(), values: items.clone() });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Column names: the leaf key where unique, else the path joined with `_`.
+fn name_columns(axes: &mut [Axis]) {
+    let leaves: Vec<String> = axes.iter().map(|a| a.path.last().cloned().unwrap_or_default()).collect();
+    for (i, a) in axes.iter_mut().enumerate() {
+        let leaf = &leaves[i];
+        a.column = if leaves.iter().filter(|l| *l == leaf).count() == 1 { leaf.clone() } else { a.path.join("_") };
+    }
+}
+
+fn cross_product(axes: &[Axis]) -> Vec<Vec<toml::Value>> {
+    let mut combos: Vec<Vec<toml::Value>> = vec![Vec::new()];
+    for axis in axes {
+        let mut next = Vec::new();
+        for c in &combos {
+            for v in &axis.values {
+                let mut c2 = c.clone();
+                c2.push(v.clone());
+                next.push(c2);
+            }
+        }
+        combos = next;
+    }
+    combos
+}
+
+fn set_path(doc: &mut toml::Value, path: &[String], value: toml::Value) {
+    let mut cur = doc;
+    for key in path {
+        cur = match cur {
+            toml::Value::Table(t) => t.get_mut(key).expect("axis path exists"),
+            toml::Value::Array(a) => &mut a[key.parse::<usize>().expect("index")],
+            _ => unreachable!("axis paths go through tables and arrays"),
+        };
+    }
+    *cur = value;
+}
+
+fn param_value(v: &toml::Value) -> ParamValue {
+    match v {
+        toml::Value::Integer(i) => ParamValue::I64(*i),
+        toml::Value::Float(f) => ParamValue::F64(*f),
+        toml::Value::String(s) => ParamValue::Str(s.clone()),
+        other => ParamValue::Str(other.to_string()),
+    }
+}
+
+fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) -> Result<Vec<Run>, String> {
+    let d = &doc.dataset;
+    if d.task != "checkerboard" {
+        return Err(format!("key `dataset.task`: unknown task {:?} (known: checkerboard)", d.task));
+    }
+    positive("dataset.n", d.n as f64)?;
+    if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
+        return Err(format!("key `dataset.val_fraction`: expected a number between 0 and 1, got {}", d.val_fraction));
+    }
+    non_negative("dataset.noise", d.noise)?;
+    let dataset = DatasetParams { n: d.n, val_fraction: d.val_fraction, encoding: d.encoding, noise: d.noise, seed: d.seed };
+    let m = &doc.model;
+    positive("model.depth", m.depth as f64)?;
+    positive("model.width", m.width as f64)?;
+    positive("model.init_scale", m.init_scale)?;
+    let model = ModelParams { arch: m.arch, depth: m.depth, width: m.width, init_scale: m.init_scale };
+    let t = &doc.train;
+    checkerboard::classes(&t.target).map_err(|e| format!("key `train.target`: {e}"))?;
+    let n_train = dataset.n_train();
+    let check_opt = |prefix: &str, o: &Optimiser| -> Result<(), String> {
+        positive(&format!("{prefix}lr"), o.lr)?;
+        positive(&format!("{prefix}batch"), o.batch as f64)?;
+        if o.batch > n_train {
+            return Err(format!(
+                "key `{prefix}batch`: batch {} is larger than the training split ({n_train} examples)",
+                o.batch
+            ));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(format!("key `{prefix}momentum`: expected a number in [0, 1), got {}", o.momentum));
+        }
+        non_negative(&format!("{prefix}weight_decay"), o.weight_decay)?;
+        match o.schedule {
+            Schedule::Constant => Ok(()),
+            Schedule::Step { every, gamma } => {
+                positive(&format!("{prefix}schedule.every"), every as f64)?;
+                positive(&format!("{prefix}schedule.gamma"), gamma)
+            }
+            Schedule::Exponential { gamma } => positive(&format!("{prefix}schedule.gamma"), gamma),
+        }
+    };
+    let base = Optimiser { lr: t.lr, batch: t.batch, momentum: t.momentum, weight_decay: t.weight_decay, schedule: t.schedule.clone() };
+    let phases: Vec<Phase> = if t.phases.is_empty() {
+        check_opt("train.", &base)?;
+        vec![Phase { optimiser: base, epochs: t.epochs }]
+    } else {
+        let mut out = Vec::new();
+        for (i, p) in t.phases.iter().enumerate() {
+            let o = Optimiser {
+                lr: p.lr.unwrap_or(base.lr),
+                batch: p.batch.unwrap_or(base.batch),
+                momentum: p.momentum.unwrap_or(base.momentum),
+                weight_decay: p.weight_decay.unwrap_or(base.weight_decay),
+                schedule: p.schedule.clone().unwrap_or(base.schedule.clone()),
+            };
+            check_opt(&format!("train.phases.{i}."), &o)?;
+            out.push(Phase { optimiser: o, epochs: p.epochs });
+        }
+        out.retain(|p| p.epochs > 0);
+        out
+    };
+    let total: usize = phases.iter().map(|p| p.epochs).sum();
+    positive(if t.phases.is_empty() { "train.epochs" } else { "train.phases" }, total as f64)?;
+    let mut checkpoints = match &t.checkpoints {
+        Checkpoints::Named(s) if s == "default" => default_schedule(total),
+        Checkpoints::Named(s) => return Err(format!("key `train.checkpoints`: expected \"default\" or a list of epochs, got {s:?}")),
+        Checkpoints::List(l) => {
+            if let Some(bad) = l.iter().find(|&&e| e > total) {
+                return Err(format!("key `train.checkpoints`: epoch {bad} is beyond the last epoch ({total})"));
+            }
+            l.clone()
+        }
+    };
+    checkpoints.extend([0, total]);
+    checkpoints.sort_unstable();
+    checkpoints.dedup();
+    let p = &doc.probe;
+    if p.labels.is_empty() {
+        return Err("key `probe.labels`: expected at least one label".into());
+    }
+    for l in &p.labels {
+        checkerboard::classes(l).map_err(|e| format!("key `probe.labels`: {e}"))?;
+    }
+    let known: Vec<String> = (1..=model.depth).map(|i| format!("hidden{i}")).collect();
+    for l in &p.layers {
+        if !known.contains(l) {
+            return Err(format!("key `probe.layers`: layer {l:?} does not exist (this network has {})", known.join(", ")));
+        }
+    }
+    if p.decoders.is_empty() {
+        return Err("key `probe.decoders`: expected at least one of \"linear\", \"mlp\"".into());
+    }
+    positive("probe.lr", p.lr)?;
+    positive("probe.hidden", p.hidden as f64)?;
+    positive("probe.steps", p.steps as f64)?;
+    positive("probe.eval_every", p.eval_every as f64)?;
+    if !(p.holdout > 0.0 && p.holdout < 1.0) {
+        return Err(format!("key `probe.holdout`: expected a number between 0 and 1, got {}", p.holdout));
+    }
+    let decoders = p
+        .decoders
+        .iter()
+        .map(|&kind| DecoderParams {
+            kind,
+            hidden: p.hidden,
+            lr: p.lr,
+            steps: p.steps,
+            eval_every: p.eval_every,
+            standardize: p.standardize,
+            null: p.null,
+            holdout: p.holdout,
+            seed: p.seed,
+        })
+        .collect();
+    let probe = ProbeConfig { labels: p.labels.clone(), layers: p.layers.clone(), decoders };
+    let seeds: Vec<u64> = match &t.seeds {
+        Seeds::Count(0) => return Err("key `train.seeds`: expected at least one seed".into()),
+        Seeds::Count(n) => (0..*n).collect(),
+        Seeds::List(l) if l.is_empty() => return Err("key `train.seeds`: expected at least one seed".into()),
+        Seeds::List(l) => l.clone(),
+    };
+    let section_axes = |section: &str| -> Vec<String> {
+        axes.iter().filter(|a| a.path.first().map(String::as_str) == Some(section)).map(|a| a.column.clone()).collect()
+    };
+    Ok(seeds
+        .into_iter()
+        .map(|seed| {
+            let mut run = Run {
+                id: String::new(),
+                params: params.clone(),
+                seed,
+                dataset: dataset.clone(),
+                model: model.clone(),
+                target: t.target.clone(),
+                phases: phases.clone(),
+                checkpoints: checkpoints.clone(),
+                probe: probe.clone(),
+                probe_axes: section_axes("probe"),
+                dataset_axes: section_axes("dataset"),
+                model_axes: section_axes("model"),
+            };
+            run.id = run.id_with(|_| true, true);
+            run
+        })
+        .collect())
+}
+
+fn positive(key: &str, v: f64) -> Result<(), String> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("key `{key}`: expected a positive number, got {v}"))
+    }
+}
+
+fn non_negative(key: &str, v: f64) -> Result<(), String> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("key `{key}`: expected a number >= 0, got {v}"))
+    }
+}
+
+/// The column names of an experiment's swept parameters.
+pub fn axis_columns(exp: &Experiment) -> Vec<String> {
+    exp.runs.first().map(|r| r.params.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default()
+}
+
+/// Runs grouped by configuration, in order.
+pub fn configs(exp: &Experiment) -> BTreeMap<String, Vec<&Run>> {
+    let mut out: BTreeMap<String, Vec<&Run>> = BTreeMap::new();
+    for r in &exp.runs {
+        out.entry(r.config()).or_default().push(r);
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! The uinfo pipeline: experiment files, the DAG of nodes, cache keys and planning, the local
+//! executor, and the operations behind each `uinfo` command.
+//!
+//! Depends on `stages` (the science), `reports` and `artifacts` (the store); nothing depends on it.
+
+pub mod exec;
+pub mod experiment;
+pub mod graph;
+pub mod ops;
+pub mod plan;
+pub mod record;
+pub mod runner;
+pub mod select;
+pub mod stage;

@@ -1,0 +1,297 @@
+//! `uinfo`: the command line. Parses arguments, calls `pipeline::ops`, prints results.
+//! Exit codes: 0 success, 1 a node failed, 2 bad usage or bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
+use pipeline::experiment::{self, Experiment, ExperimentError};
+use pipeline::ops::{self, UsageError};
+use pipeline::select::Selector;
+use pipeline::stage::Stage;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// uinfo: how usable information in a network's layers evolves during training.
+#[derive(Parser)]
+#[command(name = "uinfo", version, about, long_about = None)]
+struct Cli {
+    /// The store (default `.uinfo` in the working directory).
+    #[arg(long, global = true, env = "UINFO_STORE", default_value = ".uinfo")]
+    store: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which part of the DAG a command applies to.
+#[derive(clap::Args, Clone, Default)]
+struct Select {
+    /// Only nodes of this stage (repeatable): dataset, init, train, extract, probe, analyze, report.
+    #[arg(long = "stage", value_name = "STAGE")]
+    stages: Vec<String>,
+    /// Only nodes of runs matching these parameter values, e.g. `batch=32` or `batch=32,seed=0` (repeatable).
+    #[arg(long = "run", value_name = "VALUES")]
+    runs: Vec<String>,
+    /// Only nodes whose name contains this text (repeatable).
+    #[arg(long = "node", value_name = "TEXT")]
+    names: Vec<String>,
+}
+
+impl Select {
+    fn selector(&self) -> Result<Selector> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| {
+                Stage::parse(s).ok_or_else(|| {
+                    UsageError(format!("unknown stage `{s}` (dataset, init, train, extract, probe, analyze, report)"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Selector { stages, runs: self.runs.clone(), names: self.names.clone() })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment (built-in name or TOML file; default `checkerboard`), computing only what is missing or stale.
+    Run {
+        /// Built-in name or path to a TOML file.
+        experiment: Option<String>,
+        /// Worker threads (default: the number of cores).
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// No per-node progress.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Dry run: each node cached or to run, and why.
+    Status {
+        /// Built-in name or path to a TOML file.
+        experiment: Option<String>,
+        /// List cached nodes too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Why a node would run: what changed against the last run, its inputs and parameters.
+    Why {
+        /// Node name (or a unique part of it).
+        node: String,
+        /// Built-in name or path to a TOML file.
+        #[arg(short, long, default_value = "checkerboard")]
+        experiment: String,
+    },
+    /// Print the DAG.
+    Dag {
+        /// Built-in name or path to a TOML file.
+        experiment: Option<String>,
+        /// text, dot or mermaid.
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Show a node (by name) or a key (by hex prefix): provenance and outputs.
+    Show {
+        /// Node name or key prefix.
+        query: String,
+    },
+    /// List the built-in experiments.
+    Experiments,
+    /// Write an editable copy of a built-in experiment.
+    Init {
+        /// Built-in name.
+        name: String,
+        /// Where to write it (default `NAME.toml`).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Copy an experiment's tables and report into a folder.
+    Export {
+        /// Experiment name.
+        name: String,
+        /// Destination folder.
+        dir: PathBuf,
+    },
+}
+
+fn load(arg: Option<&str>) -> Result<Experiment> {
+    experiment::load(arg.unwrap_or("checkerboard")).map_err(Into::into)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Parallelism comes from running nodes side by side (-j); candle's own threads only add
+    // contention on the small tensors of these models. Set before any thread pool starts.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ExperimentError>().is_some();
+            eprintln!("error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Run { experiment, jobs, quiet, select } => {
+            let exp = load(experiment.as_deref())?;
+            let selector = select.selector()?;
+            let store = ops::open_store(&cli.store)?;
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let clock = Instant::now();
+            let s = ops::run(&exp, &store, jobs, *quiet || cli.json, &selector)?;
+            if cli.json {
+                print_json(&s);
+            } else {
+                if s.computed == 0 && s.failed.is_empty() {
+                    println!("nothing to do: all {} nodes of {} are cached", s.cached + s.cut_off, s.experiment);
+                } else {
+                    println!(
+                        "{}: computed {} nodes, {} cached, {} cut off early, {} failed, {} skipped ({:.1} s)",
+                        s.experiment,
+                        s.computed,
+                        s.cached,
+                        s.cut_off,
+                        s.failed.len(),
+                        s.skipped,
+                        clock.elapsed().as_secs_f64()
+                    );
+                }
+                for (node, e) in &s.failed {
+                    println!("failed: {node}: {e}");
+                }
+                if let Some(dir) = &s.outputs {
+                    println!("tables: {}", dir.display());
+                    for f in &s.files {
+                        println!("  {}", f.display());
+                    }
+                }
+            }
+            Ok(ExitCode::from(if s.failed.is_empty() { 0 } else { 1 }))
+        }
+        Command::Status { experiment, all, select } => {
+            let exp = load(experiment.as_deref())?;
+            let selector = select.selector()?;
+            let store = ops::open_store_if_exists(&cli.store);
+            let (graph, _, lines) = ops::status(&exp, store.as_ref())?;
+            let lines: Vec<_> = lines.into_iter().enumerate().filter(|(i, _)| selector.matches(&graph, *i)).map(|(_, l)| l).collect();
+            if cli.json {
+                print_json(&lines);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let to_run = lines.iter().filter(|l| l.state == "run").count();
+            for l in lines.iter().filter(|l| *all || l.state == "run") {
+                if l.state == "run" {
+                    println!("run     {}: {}", l.node, l.reason);
+                } else {
+                    println!("cached  {}", l.node);
+                }
+            }
+            println!("{}: {} nodes, {} cached, {} to run", exp.name, lines.len(), lines.len() - to_run, to_run);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Why { node, experiment } => {
+            let exp = load(Some(experiment))?;
+            let store = ops::open_store_if_exists(&cli.store);
+            print!("{}", ops::why(&exp, store.as_ref(), node)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dag { experiment, format, select } => {
+            let exp = load(experiment.as_deref())?;
+            let graph = pipeline::graph::build(&exp);
+            let selector = select.selector()?;
+            if cli.json {
+                let nodes: Vec<_> = graph
+                    .nodes
+                    .iter()
+                    .filter(|n| selector.matches(&graph, n.id))
+                    .map(|n| {
+                        serde_json::json!({
+                            "id": n.id, "name": n.name, "stage": n.stage.name(), "params": n.params,
+                            "parents": graph.parents(n.id).iter().map(|&p| graph.nodes[p].name.clone()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                print_json(&nodes);
+            } else {
+                print!("{}", ops::dag(&graph, format, &selector)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { query } => {
+            let store = ops::open_store_if_exists(&cli.store)
+                .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
+            let shown = ops::show(&store, query)?;
+            if cli.json {
+                print_json(&shown);
+            } else {
+                let m = &shown.manifest;
+                let p = &m.provenance;
+                println!("{}\n  stage: {} (version {})\n  key: {}", p.node, m.stage, m.stage_version, m.key);
+                println!("  computed on {} (pid {}), {} -> {} ({:.2} s), uinfo {}, {}", p.host, p.pid, p.started, p.ended, p.seconds, p.uinfo_version, p.domain);
+                println!("  inputs:");
+                for (k, d) in &m.inputs {
+                    println!("    {k}: {d}");
+                }
+                println!("  outputs:");
+                for (k, path) in &shown.files {
+                    println!("    {k}: {}", path.display());
+                }
+                println!("  params: {}", m.params);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Experiments => {
+            if cli.json {
+                let list: Vec<_> = experiment::BUILTINS
+                    .iter()
+                    .map(|(n, d, _)| serde_json::json!({"name": n, "description": d}))
+                    .collect();
+                print_json(&list);
+            } else {
+                for (n, d, _) in experiment::BUILTINS {
+                    println!("{n:<24} {d}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { name, output } => {
+            let path = ops::init(name, output.as_deref())?;
+            println!("wrote {} (run it with `uinfo run {}`)", path.display(), path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { name, dir } => {
+            let store = ops::open_store_if_exists(&cli.store)
+                .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
+            let files = ops::export(&store, name, Path::new(dir))?;
+            if cli.json {
+                print_json(&files);
+            } else {
+                for f in files {
+                    println!("{}", f.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

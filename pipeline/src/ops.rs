@@ -1,0 +1,337 @@
+//! What each command does, as functions tests can call; `main.rs` only parses and prints.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use artifacts::{Digest, Manifest, Store};
+use serde::Serialize;
+
+use crate::exec::{execute, Outcome};
+use crate::experiment::Experiment;
+use crate::graph::{build, Graph};
+use crate::plan::{plan, Plan, State};
+use crate::record::{Record, RecordEntry};
+use crate::select::Selector;
+
+/// Bad input or usage: the CLI exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Opens the store for writing; an unwritable store is a usage error naming the path.
+pub fn open_store(path: &Path) -> Result<Store> {
+    Store::open(path).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// Opens the store for reading if it exists.
+pub fn open_store_if_exists(path: &Path) -> Option<Store> {
+    path.is_dir().then(|| Store::open_existing(path).ok()).flatten()
+}
+
+/// One node's line in `status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Stage.
+    pub stage: String,
+    /// `cached` or `run`.
+    pub state: &'static str,
+    /// Why it runs (empty when cached).
+    pub reason: String,
+    /// Its key, when known.
+    pub key: Option<String>,
+}
+
+/// The state of every node of an experiment in a store (a dry run).
+pub fn status(exp: &Experiment, store: Option<&Store>) -> Result<(Graph, Plan, Vec<NodeStatus>)> {
+    let graph = build(exp);
+    let record = match store {
+        Some(s) => Record::load(s, &exp.name)?,
+        None => None,
+    };
+    let plan = plan(&graph, store, record.as_ref());
+    let lines = graph
+        .nodes
+        .iter()
+        .zip(&plan.states)
+        .map(|(n, s)| match s {
+            State::Cached(m) => NodeStatus {
+                node: n.name.clone(),
+                stage: n.stage.name().into(),
+                state: "cached",
+                reason: String::new(),
+                key: Some(m.key.hex()),
+            },
+            State::ToRun(r) => {
+                NodeStatus { node: n.name.clone(), stage: n.stage.name().into(), state: "run", reason: r.clone(), key: None }
+            }
+        })
+        .collect();
+    Ok((graph, plan, lines))
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Experiment name.
+    pub experiment: String,
+    /// Nodes in the DAG.
+    pub nodes: usize,
+    /// Nodes computed in this run.
+    pub computed: usize,
+    /// Nodes that were already cached.
+    pub cached: usize,
+    /// Nodes found in the store when their turn came (early cutoff).
+    pub cut_off: usize,
+    /// Failed nodes with their messages.
+    pub failed: Vec<(String, String)>,
+    /// Nodes not run because a parent failed.
+    pub skipped: usize,
+    /// Folder holding the experiment's tables and report, when the run got that far.
+    pub outputs: Option<PathBuf>,
+    /// Output files by name.
+    pub files: Vec<PathBuf>,
+}
+
+/// Runs an experiment: computes what is missing or stale, records the run, and links the tables
+/// and report under `<store>/out/<experiment>/`.
+pub fn run(exp: &Experiment, store: &Store, jobs: usize, quiet: bool, selector: &Selector) -> Result<RunSummary> {
+    let graph = build(exp);
+    let previous = Record::load(store, &exp.name)?;
+    let plan = plan(&graph, Some(store), previous.as_ref());
+    let keep = selector.closure(&graph);
+    let to_run: Vec<usize> = plan.to_run().into_iter().filter(|&i| keep[i]).collect();
+    let ex = execute(&graph, &plan, &to_run, store, jobs, quiet);
+    let mut record = previous.unwrap_or_default();
+    record.experiment = exp.name.clone();
+    record.source = exp.source.clone();
+    record.text = exp.text.clone();
+    if selector.is_empty() {
+        record.nodes.clear();
+    }
+    for (node, m) in graph.nodes.iter().zip(&ex.manifests) {
+        if let Some(m) = m {
+            record.nodes.insert(node.name.clone(), entry(m));
+        }
+    }
+    record.save(store)?;
+    let failed: Vec<(String, String)> = graph
+        .nodes
+        .iter()
+        .zip(&ex.outcomes)
+        .filter_map(|(n, o)| match o {
+            Outcome::Failed(e) => Some((n.name.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
+    let (outputs, files) = match link_outputs(store, &exp.name, &record)? {
+        Some((dir, files)) => (Some(dir), files),
+        None => (None, Vec::new()),
+    };
+    Ok(RunSummary {
+        experiment: exp.name.clone(),
+        nodes: graph.nodes.len(),
+        computed: ex.count(|o| matches!(o, Outcome::Computed)),
+        cached: ex.count(|o| matches!(o, Outcome::Cached)),
+        cut_off: ex.count(|o| matches!(o, Outcome::CutOff)),
+        failed,
+        skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - to_skip_outside(&keep, &plan),
+        outputs,
+        files,
+    })
+}
+
+/// Nodes to run that a selector left out (they show as skipped in the execution).
+fn to_skip_outside(keep: &[bool], plan: &Plan) -> usize {
+    plan.to_run().into_iter().filter(|&i| !keep[i]).count()
+}
+
+fn entry(m: &Manifest) -> RecordEntry {
+    RecordEntry {
+        stage: m.stage.clone(),
+        version: m.stage_version,
+        params: m.params.clone(),
+        inputs: m.inputs.clone(),
+        key: m.key,
+        outputs: m.outputs.clone(),
+    }
+}
+
+/// The experiment's final files (analysis tables, report) from its record.
+fn final_files(record: &Record) -> BTreeMap<String, Digest> {
+    let mut files = BTreeMap::new();
+    for node in ["analyze", "report"] {
+        if let Some(e) = record.nodes.get(node) {
+            files.extend(e.outputs.iter().map(|(k, d)| (k.clone(), *d)));
+        }
+    }
+    files
+}
+
+/// Links the experiment's tables and report into `<store>/out/<experiment>/` (read-only hard
+/// links to the blobs, or copies where links are impossible).
+fn link_outputs(store: &Store, experiment: &str, record: &Record) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+    let files = final_files(record);
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let dir = store.root().join("out").join(experiment);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut out = Vec::new();
+    for (name, d) in files {
+        let dest = dir.join(&name);
+        let _ = std::fs::remove_file(&dest);
+        if std::fs::hard_link(store.blob_path(&d), &dest).is_err() {
+            std::fs::copy(store.blob_path(&d), &dest).with_context(|| format!("writing {}", dest.display()))?;
+        }
+        out.push(dest);
+    }
+    Ok(Some((dir, out)))
+}
+
+/// Copies an experiment's tables and report into `dest` under readable names.
+pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+    let record = Record::load(store, experiment)?.ok_or_else(|| {
+        UsageError(format!(
+            "experiment `{experiment}` has not been run in store {} (run it first with `uinfo run {experiment}`)",
+            store.root().display()
+        ))
+    })?;
+    let files = final_files(&record);
+    if files.is_empty() {
+        bail!("experiment `{experiment}` has no tables yet: its analysis did not complete");
+    }
+    std::fs::create_dir_all(dest).map_err(|e| UsageError(format!("cannot create {}: {e}", dest.display())))?;
+    let mut out = Vec::new();
+    for (name, d) in files {
+        let bytes = store.read_blob(&d)?;
+        let path = dest.join(&name);
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, bytes).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// Explains one node: its state and reason, its inputs and parameters.
+pub fn why(exp: &Experiment, store: Option<&Store>, name: &str) -> Result<String> {
+    let (graph, plan, lines) = status(exp, store)?;
+    let Some(node) = graph.nodes.iter().find(|n| n.name == name).or_else(|| {
+        let matches: Vec<_> = graph.nodes.iter().filter(|n| n.name.contains(name)).collect();
+        (matches.len() == 1).then(|| matches[0])
+    }) else {
+        let close: Vec<&str> = graph.nodes.iter().filter(|n| n.name.contains(name)).take(5).map(|n| n.name.as_str()).collect();
+        return Err(UsageError(if close.is_empty() {
+            format!("no node `{name}` in experiment {} (see `uinfo status` or `uinfo dag`)", exp.name)
+        } else {
+            format!("`{name}` matches several nodes: {} ...", close.join(", "))
+        })
+        .into());
+    };
+    let line = &lines[node.id];
+    let mut s = format!("{}\n  stage: {} (version {})\n", node.name, node.stage.name(), node.stage.version());
+    match &plan.states[node.id] {
+        State::Cached(m) => {
+            s.push_str(&format!("  cached: key {}\n  computed {} on {} in {:.2} s\n", m.key, m.provenance.started, m.provenance.host, m.provenance.seconds));
+        }
+        State::ToRun(_) => s.push_str(&format!("  will run: {}\n", line.reason)),
+    }
+    s.push_str("  inputs:\n");
+    for i in &node.inputs {
+        s.push_str(&format!("    {} <- {} ({})\n", i.name, graph.nodes[i.node].name, i.output));
+    }
+    s.push_str(&format!("  params: {}\n", node.params));
+    Ok(s)
+}
+
+/// Renders the DAG as text, Graphviz DOT or Mermaid.
+pub fn dag(graph: &Graph, format: &str, selector: &Selector) -> Result<String> {
+    let keep: Vec<bool> = (0..graph.nodes.len()).map(|i| selector.matches(graph, i)).collect();
+    let mut s = String::new();
+    match format {
+        "text" => {
+            for n in graph.nodes.iter().filter(|n| keep[n.id]) {
+                let parents: Vec<&str> = graph.parents(n.id).iter().map(|&p| graph.nodes[p].name.as_str()).collect();
+                if parents.len() > 3 {
+                    s.push_str(&format!("{}  <- {} parents\n", n.name, parents.len()));
+                } else {
+                    s.push_str(&format!("{}  <- {}\n", n.name, parents.join(", ")));
+                }
+            }
+        }
+        "dot" => {
+            s.push_str("digraph uinfo {\n  rankdir=LR;\n");
+            for n in graph.nodes.iter().filter(|n| keep[n.id]) {
+                s.push_str(&format!("  n{} [label=\"{}\"];\n", n.id, n.name));
+                for p in graph.parents(n.id).into_iter().filter(|&p| keep[p]) {
+                    s.push_str(&format!("  n{p} -> n{};\n", n.id));
+                }
+            }
+            s.push_str("}\n");
+        }
+        "mermaid" => {
+            s.push_str("graph LR\n");
+            for n in graph.nodes.iter().filter(|n| keep[n.id]) {
+                s.push_str(&format!("  n{}[\"{}\"]\n", n.id, n.name));
+                for p in graph.parents(n.id).into_iter().filter(|&p| keep[p]) {
+                    s.push_str(&format!("  n{p} --> n{}\n", n.id));
+                }
+            }
+        }
+        other => return Err(UsageError(format!("unknown DAG format `{other}` (text, dot, mermaid)")).into()),
+    }
+    Ok(s)
+}
+
+/// What `show` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Shown {
+    /// The node's manifest.
+    pub manifest: Manifest,
+    /// Output name → path of its blob.
+    pub files: BTreeMap<String, PathBuf>,
+}
+
+/// Finds a node by name (in any recorded experiment) or by a key prefix.
+pub fn show(store: &Store, query: &str) -> Result<Shown> {
+    let mut key: Option<Digest> = None;
+    for exp in Record::list(store) {
+        if let Some(r) = Record::load(store, &exp)? {
+            if let Some(e) = r.nodes.get(query) {
+                key = Some(e.key);
+                break;
+            }
+        }
+    }
+    if key.is_none() && query.len() >= 4 && query.chars().all(|c| c.is_ascii_hexdigit()) {
+        let q = query.to_ascii_lowercase();
+        let found: Vec<Digest> = store.manifest_keys()?.into_iter().filter(|k| k.hex().starts_with(&q)).collect();
+        match found.len() {
+            1 => key = Some(found[0]),
+            0 => {}
+            n => return Err(UsageError(format!("key prefix `{query}` matches {n} nodes; give more characters")).into()),
+        }
+    }
+    let key = key.ok_or_else(|| UsageError(format!("no node or key `{query}` in store {}", store.root().display())))?;
+    let manifest = store.get_manifest(&key)?.ok_or_else(|| anyhow!("manifest {key} is missing"))?;
+    let files = manifest.outputs.iter().map(|(k, d)| (k.clone(), store.blob_path(d))).collect();
+    Ok(Shown { manifest, files })
+}
+
+/// Writes an editable copy of a built-in experiment; refuses to overwrite.
+pub fn init(name: &str, dest: Option<&Path>) -> Result<PathBuf> {
+    let (text, _) = crate::experiment::builtin(name).ok_or_else(|| {
+        UsageError(format!(
+            "no built-in experiment `{name}` (built-ins: {})",
+            crate::experiment::BUILTINS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let path = dest.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
+    if path.exists() {
+        return Err(UsageError(format!("{} already exists; not overwriting it", path.display())).into());
+    }
+    std::fs::write(&path, text).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}

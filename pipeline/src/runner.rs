@@ -1,0 +1,159 @@
+//! Runs one node: loads its inputs from the store, calls the stage function, and returns the
+//! output files' bytes. Nothing here knows about scheduling or caching.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Context, Result};
+use artifacts::{Digest, Manifest, Store};
+use candle_core::Device;
+use serde::Deserialize;
+use stages::analysis::{analyze, AnalysisInput, RunInfo};
+use stages::checkerboard::{self, Dataset, DatasetParams};
+use stages::checkpoint::Checkpoint;
+use stages::network::{init_weights, ModelParams, Shape};
+use stages::probe::{probe, ProbeParams};
+use stages::table::{Table, Values};
+use stages::tensors::TensorFile;
+use stages::train::{run_segment, SegmentParams};
+
+use crate::graph::Node;
+use crate::stage::Stage;
+
+/// The uinfo version recorded in outputs and provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a node needs from its parents: input name → content digest, and each input's manifest.
+pub struct Inputs {
+    /// Input name → digest of the file it names.
+    pub digests: BTreeMap<String, Digest>,
+    /// Input name → the manifest of the node that produced it (training logs only: the analysis
+    /// reads their durations).
+    pub manifests: BTreeMap<String, Manifest>,
+}
+
+fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile> {
+    let d = inputs.digests.get(name).ok_or_else(|| anyhow!("input `{name}` is missing"))?;
+    let bytes = store.read_blob(d)?;
+    TensorFile::from_bytes(&bytes).with_context(|| format!("input `{name}` (blob {})", d.short()))
+}
+
+fn read_table(store: &Store, inputs: &Inputs, name: &str) -> Result<Table> {
+    let d = inputs.digests.get(name).ok_or_else(|| anyhow!("input `{name}` is missing"))?;
+    Table::from_parquet(&store.read_blob(d)?).with_context(|| format!("input `{name}` (blob {})", d.short()))
+}
+
+fn dataset(store: &Store, inputs: &Inputs, name: &str) -> Result<Dataset> {
+    Dataset::from_file(&read_tensors(store, inputs, name)?).with_context(|| format!("input `{name}`"))
+}
+
+#[derive(Deserialize)]
+struct InitParams {
+    model: ModelParams,
+    inputs: usize,
+    classes: usize,
+    seed: u64,
+}
+
+#[derive(Deserialize)]
+struct AnalyzeParams {
+    experiment: String,
+    runs: Vec<RunInfo>,
+    probe_runs: Vec<usize>,
+    log_runs: Vec<usize>,
+}
+
+fn log_table(logs: &[stages::train::EpochLog]) -> Table {
+    let mut t = Table::default();
+    t.push("epoch", Values::I64(logs.iter().map(|l| l.epoch as i64).collect()));
+    t.push("step", Values::I64(logs.iter().map(|l| l.step as i64).collect()));
+    t.push("lr", Values::F64(logs.iter().map(|l| Some(l.lr)).collect()));
+    t.push("batch", Values::I64(logs.iter().map(|l| l.batch as i64).collect()));
+    t.push("train_loss", Values::F64(logs.iter().map(|l| Some(l.train_loss)).collect()));
+    t.push("train_accuracy", Values::F64(logs.iter().map(|l| Some(l.train_accuracy)).collect()));
+    t.push("val_loss", Values::F64(logs.iter().map(|l| Some(l.val_loss)).collect()));
+    t.push("val_accuracy", Values::F64(logs.iter().map(|l| Some(l.val_accuracy)).collect()));
+    t
+}
+
+/// Computes a node's outputs (file name → bytes).
+pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<String, Vec<u8>>> {
+    let device = Device::Cpu;
+    let mut out = BTreeMap::new();
+    let stage = node.stage.name();
+    match node.stage {
+        Stage::Dataset => {
+            let p: DatasetParams = serde_json::from_value(node.params.clone())?;
+            let mut f = checkerboard::generate(&p).to_file();
+            f.metadata.insert("stage".into(), stage.into());
+            f.metadata.insert("uinfo_version".into(), VERSION.into());
+            out.insert("dataset.safetensors".into(), f.to_bytes());
+        }
+        Stage::Init => {
+            let p: InitParams = serde_json::from_value(node.params.clone())?;
+            let shape = Shape { model: p.model, inputs: p.inputs, classes: p.classes };
+            let weights = init_weights(&shape, p.seed);
+            let ckpt = Checkpoint::initial(shape, weights, p.seed);
+            out.insert("checkpoint.safetensors".into(), ckpt.to_file(stage, VERSION).to_bytes());
+        }
+        Stage::Train => {
+            let p: SegmentParams = serde_json::from_value(node.params.clone())?;
+            let start = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
+            let data = dataset(store, inputs, "dataset")?;
+            let (end, logs) = run_segment(&start, &data, &p, &device)?;
+            out.insert("checkpoint.safetensors".into(), end.to_file(stage, VERSION).to_bytes());
+            out.insert("log.parquet".into(), log_table(&logs).to_parquet()?);
+        }
+        Stage::Extract => {
+            let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
+            let data = dataset(store, inputs, "dataset")?;
+            let mut f = stages::extract::extract(&ckpt, &data, &device)?;
+            f.metadata.insert("stage".into(), stage.into());
+            f.metadata.insert("uinfo_version".into(), VERSION.into());
+            out.insert("representations.safetensors".into(), f.to_bytes());
+        }
+        Stage::Probe => {
+            let p: ProbeParams = serde_json::from_value(node.params.clone())?;
+            let reps = read_tensors(store, inputs, "representations")?;
+            let data = dataset(store, inputs, "dataset")?;
+            out.insert("probe.parquet".into(), probe(&reps, &data, &p, &device)?.to_parquet()?);
+        }
+        Stage::Analyze => {
+            let p: AnalyzeParams = serde_json::from_value(node.params.clone())?;
+            let probes = p
+                .probe_runs
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| Ok((r, read_table(store, inputs, &format!("probe/{i}"))?)))
+                .collect::<Result<Vec<_>>>()?;
+            let logs = p
+                .log_runs
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| {
+                    let name = format!("log/{i}");
+                    let t = read_table(store, inputs, &name)?;
+                    let secs = inputs.manifests.get(&name).map(|m| m.provenance.seconds).unwrap_or(0.0);
+                    let per_epoch = secs / t.rows().max(1) as f64;
+                    Ok((r, t, per_epoch))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut ceilings = Vec::new();
+            for i in 0..p.runs.len() {
+                let data = dataset(store, inputs, &format!("dataset/{i}"))?;
+                ceilings.push(checkerboard::colour_ceiling_bits(&data.val, &data.params)?);
+            }
+            let a = analyze(&AnalysisInput { experiment: p.experiment, runs: p.runs, probes, logs, ceiling_bits: ceilings })?;
+            out.insert("usable_info.parquet".into(), a.usable_info.to_parquet()?);
+            out.insert("summary.parquet".into(), a.summary.to_parquet()?);
+            out.insert("claims.parquet".into(), a.claims.to_parquet()?);
+            out.insert("training_log.parquet".into(), a.training_log.to_parquet()?);
+        }
+        Stage::Report => {
+            let experiment = node.params["experiment"].as_str().unwrap_or("experiment");
+            let claims = read_table(store, inputs, "claims.parquet")?;
+            let summary = read_table(store, inputs, "summary.parquet")?;
+            out.insert("report.md".into(), reports::markdown(experiment, &claims, &summary)?.into_bytes());
+        }
+    }
+    Ok(out)
+}

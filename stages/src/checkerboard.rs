@@ -1,0 +1,277 @@
+//! The checkerboard perceptual decision task (SPEC §1.2): a 15×15 board with R red squares and
+//! two coloured targets; the network reports the direction of the target whose colour dominates.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+use crate::tensors::{NamedTensor, TensorFile};
+
+/// The 14 red-square counts R, drawn uniformly.
+pub const RED_COUNTS: [u32; 14] = [11, 45, 67, 78, 90, 101, 108, 117, 124, 135, 147, 158, 180, 214];
+/// Squares on the board.
+pub const SQUARES: u32 = 225;
+/// The labels kept with every example, with their number of classes.
+pub const LABELS: [(&str, usize); 4] = [("direction", 2), ("color", 2), ("target", 2), ("condition", 14)];
+/// Number of input features.
+pub const INPUT_DIM: usize = 4;
+
+/// How the board is presented to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// `[t, −t, c, −c]` with red coherence c = 2R/225 − 1.
+    Coherence,
+    /// `[t, −t, R/225, 1 − R/225]`.
+    Proportion,
+}
+
+/// Parameters of a generated checkerboard dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetParams {
+    /// Total examples (train + validation).
+    pub n: usize,
+    /// Fraction of examples in the validation split.
+    pub val_fraction: f64,
+    /// Input encoding.
+    pub encoding: Encoding,
+    /// Standard deviation of the Gaussian noise on the two checkerboard channels.
+    pub noise: f64,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+impl Default for DatasetParams {
+    fn default() -> Self {
+        DatasetParams { n: 10_000, val_fraction: 0.1, encoding: Encoding::Coherence, noise: 0.1, seed: 0 }
+    }
+}
+
+impl DatasetParams {
+    /// Examples in the training split.
+    pub fn n_train(&self) -> usize {
+        self.n - self.n_val()
+    }
+
+    /// Examples in the validation split.
+    pub fn n_val(&self) -> usize {
+        (self.n as f64 * self.val_fraction).round() as usize
+    }
+}
+
+/// One split: inputs (n × 4, row-major) and every label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// Inputs, n × [`INPUT_DIM`].
+    pub inputs: Vec<f32>,
+    /// Label name → class per example.
+    pub labels: BTreeMap<String, Vec<i64>>,
+}
+
+impl Split {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.inputs.len() / INPUT_DIM
+    }
+
+    /// True when the split has no examples.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// A label's classes, or an error naming it.
+    pub fn label(&self, name: &str) -> Result<&[i64]> {
+        match self.labels.get(name) {
+            Some(v) => Ok(v),
+            None => bail!("unknown label `{name}` (known: direction, color, target, condition)"),
+        }
+    }
+}
+
+/// A generated dataset: training and validation splits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// Training split.
+    pub train: Split,
+    /// Validation split.
+    pub val: Split,
+    /// Parameters it was generated from.
+    pub params: DatasetParams,
+}
+
+/// Number of classes of a label.
+pub fn classes(label: &str) -> Result<usize> {
+    LABELS
+        .iter()
+        .find(|(n, _)| *n == label)
+        .map(|(_, k)| *k)
+        .ok_or_else(|| anyhow::anyhow!("unknown label `{label}` (known: direction, color, target, condition)"))
+}
+
+/// Generates the dataset from its parameters.
+pub fn generate(p: &DatasetParams) -> Dataset {
+    let mut rng = Rng::derive(p.seed, "checkerboard", 0);
+    let mut inputs = Vec::with_capacity(p.n * INPUT_DIM);
+    let mut labels: BTreeMap<String, Vec<i64>> = LABELS.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
+    for _ in 0..p.n {
+        let cond = rng.below(RED_COUNTS.len() as u64) as usize;
+        let r = RED_COUNTS[cond];
+        let t: f64 = if rng.below(2) == 0 { -1.0 } else { 1.0 };
+        let red_dominant = r * 2 > SQUARES;
+        let (a, b) = match p.encoding {
+            Encoding::Coherence => {
+                let c = 2.0 * r as f64 / SQUARES as f64 - 1.0;
+                (c, -c)
+            }
+            Encoding::Proportion => (r as f64 / SQUARES as f64, 1.0 - r as f64 / SQUARES as f64),
+        };
+        let n1 = rng.normal() * p.noise;
+        let n2 = rng.normal() * p.noise;
+        inputs.extend_from_slice(&[t as f32, -t as f32, (a + n1) as f32, (b + n2) as f32]);
+        // t = −1: left target red. Red dominant → go to the red target.
+        let left_is_red = t < 0.0;
+        let go_left = left_is_red == red_dominant;
+        labels.get_mut("direction").unwrap().push(if go_left { 0 } else { 1 });
+        labels.get_mut("color").unwrap().push(if red_dominant { 1 } else { 0 });
+        labels.get_mut("target").unwrap().push(if left_is_red { 0 } else { 1 });
+        labels.get_mut("condition").unwrap().push(cond as i64);
+    }
+    let n_train = p.n_train();
+    let split = |range: std::ops::Range<usize>| Split {
+        inputs: inputs[range.start * INPUT_DIM..range.end * INPUT_DIM].to_vec(),
+        labels: labels.iter().map(|(k, v)| (k.clone(), v[range.clone()].to_vec())).collect(),
+    };
+    Dataset { train: split(0..n_train), val: split(n_train..p.n), params: p.clone() }
+}
+
+/// Posterior probability that red dominates, for each example of a split, under the generating
+/// model (uniform prior over the 14 boards, Gaussian noise): the Bayes-optimal colour read-out.
+pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
+    let means: Vec<(f64, f64, bool)> = RED_COUNTS
+        .iter()
+        .map(|&r| {
+            let (a, b) = match p.encoding {
+                Encoding::Coherence => {
+                    let c = 2.0 * r as f64 / SQUARES as f64 - 1.0;
+                    (c, -c)
+                }
+                Encoding::Proportion => (r as f64 / SQUARES as f64, 1.0 - r as f64 / SQUARES as f64),
+            };
+            (a, b, r * 2 > SQUARES)
+        })
+        .collect();
+    let var = (p.noise * p.noise).max(1e-12);
+    split
+        .inputs
+        .chunks_exact(INPUT_DIM)
+        .map(|x| {
+            let logs: Vec<f64> = means
+                .iter()
+                .map(|(a, b, _)| -((x[2] as f64 - a).powi(2) + (x[3] as f64 - b).powi(2)) / (2.0 * var))
+                .collect();
+            let m = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let (mut red, mut all) = (0.0, 0.0);
+            for (l, (_, _, is_red)) in logs.iter().zip(&means) {
+                let w = (l - m).exp();
+                all += w;
+                if *is_red {
+                    red += w;
+                }
+            }
+            red / all
+        })
+        .collect()
+}
+
+/// The most bits any decoder can read about `color` (and so `direction`, which adds the visible
+/// target configuration) from the inputs: H(Y) − CE of the Bayes posterior, on a split.
+pub fn colour_ceiling_bits(split: &Split, p: &DatasetParams) -> Result<f64> {
+    let post = colour_posterior(split, p);
+    let colour = split.label("color")?;
+    let ce: f64 = post
+        .iter()
+        .zip(colour)
+        .map(|(q, &y)| -(if y == 1 { *q } else { 1.0 - q }).max(1e-12).ln())
+        .sum::<f64>()
+        / post.len().max(1) as f64;
+    Ok(crate::info::entropy_bits(colour, 2) - ce / std::f64::consts::LN_2)
+}
+
+impl Dataset {
+    /// The dataset as a safetensors file: `{train,val}.inputs` (n × 4 f32) and
+    /// `{train,val}.<label>` (n, i64).
+    pub fn to_file(&self) -> TensorFile {
+        let mut f = TensorFile::default();
+        for (name, split) in [("train", &self.train), ("val", &self.val)] {
+            f.insert(format!("{name}.inputs"), NamedTensor::f32(vec![split.len(), INPUT_DIM], split.inputs.clone()));
+            for (label, ys) in &split.labels {
+                f.insert(format!("{name}.{label}"), NamedTensor::i64(vec![ys.len()], ys.clone()));
+            }
+        }
+        f.metadata.insert("params".into(), serde_json::to_string(&self.params).expect("json"));
+        f
+    }
+
+    /// Reads a dataset back from its safetensors file.
+    pub fn from_file(f: &TensorFile) -> Result<Dataset> {
+        let params: DatasetParams = serde_json::from_str(f.meta("params")?)?;
+        let split = |name: &str| -> Result<Split> {
+            let inputs = f.f32(&format!("{name}.inputs"))?.to_vec();
+            let mut labels = BTreeMap::new();
+            for (label, _) in LABELS {
+                labels.insert(label.to_string(), f.i64(&format!("{name}.{label}"))?.to_vec());
+            }
+            Ok(Split { inputs, labels })
+        };
+        Ok(Dataset { train: split("train")?, val: split("val")?, params })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_the_task() {
+        let d = generate(&DatasetParams { noise: 0.0, ..Default::default() });
+        assert_eq!(d.train.len(), 9000);
+        assert_eq!(d.val.len(), 1000);
+        for i in 0..d.train.len() {
+            let x = &d.train.inputs[i * 4..i * 4 + 4];
+            let colour = d.train.labels["color"][i];
+            let target = d.train.labels["target"][i];
+            let direction = d.train.labels["direction"][i];
+            assert_eq!(colour == 1, x[2] > 0.0);
+            assert_eq!(x[0] == x[1] * -1.0, true);
+            // direction = colour XOR configuration
+            assert_eq!(direction, colour ^ target ^ 1);
+        }
+    }
+
+    #[test]
+    fn same_seed_same_data_other_seed_other_data() {
+        let p = DatasetParams::default();
+        assert_eq!(generate(&p), generate(&p));
+        assert_ne!(generate(&p).train.inputs, generate(&DatasetParams { seed: 1, ..p }).train.inputs);
+    }
+
+    #[test]
+    fn file_round_trip() {
+        let d = generate(&DatasetParams { n: 100, ..Default::default() });
+        let back = Dataset::from_file(&TensorFile::from_bytes(&d.to_file().to_bytes()).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn ceiling_is_below_one_bit_with_noise_and_one_without() {
+        let noisy = generate(&DatasetParams::default());
+        let c = colour_ceiling_bits(&noisy.val, &noisy.params).unwrap();
+        assert!(c > 0.6 && c < 0.99, "{c}");
+        let p0 = DatasetParams { noise: 0.001, ..Default::default() };
+        let clean = generate(&p0);
+        assert!(colour_ceiling_bits(&clean.val, &p0).unwrap() > 0.99);
+    }
+}

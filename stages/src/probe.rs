@@ -1,0 +1,118 @@
+//! The probe stage: every requested (layer, label) pair of one representations file, measured by
+//! one decoder, as rows of a table.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::checkerboard::{classes, Dataset};
+use crate::decoder::{measure, DecoderParams, ProbeData};
+use crate::extract::layer_names;
+use crate::table::{Table, Values};
+use crate::tensors::TensorFile;
+
+/// What to probe in one representations file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeParams {
+    /// Layer names to probe (empty: all probed layers).
+    pub layers: Vec<String>,
+    /// Labels to decode.
+    pub labels: Vec<String>,
+    /// The decoder.
+    pub decoder: DecoderParams,
+}
+
+/// Measures every (layer, label) pair and returns one row each.
+pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device) -> Result<Table> {
+    let all = layer_names(reps)?;
+    let layers: Vec<(usize, String)> = if p.layers.is_empty() {
+        all.iter().cloned().enumerate().map(|(i, n)| (i + 1, n)).collect()
+    } else {
+        p.layers
+            .iter()
+            .map(|l| match all.iter().position(|n| n == l) {
+                Some(i) => Ok((i + 1, l.clone())),
+                None => bail!("layer `{l}` does not exist (layers: {})", all.join(", ")),
+            })
+            .collect::<Result<_>>()?
+    };
+    let epoch: i64 = reps.meta("epoch")?.parse().context("metadata `epoch`")?;
+    let step: i64 = reps.meta("step")?.parse().context("metadata `step`")?;
+    let mut rows = Rows::default();
+    for (index, layer) in &layers {
+        let train = reps.get(&format!("train.{layer}"))?;
+        let test = reps.f32(&format!("val.{layer}"))?;
+        let dim = *train.shape.last().unwrap_or(&0);
+        for label in &p.labels {
+            let data = ProbeData {
+                train: train.as_f32(layer)?,
+                test,
+                dim,
+                y_train: data.train.label(label)?,
+                y_test: data.val.label(label)?,
+                classes: classes(label)?,
+            };
+            let m = measure(&data, &p.decoder, device).with_context(|| format!("decoding `{label}` from `{layer}`"))?;
+            rows.epoch.push(epoch);
+            rows.step.push(step);
+            rows.layer_index.push(*index as i64);
+            rows.layer.push(layer.clone());
+            rows.label.push(label.clone());
+            rows.bits.push(Some(m.bits));
+            rows.ce.push(Some(m.ce_nats));
+            rows.acc.push(Some(m.accuracy));
+            rows.h_y.push(Some(m.h_y_bits));
+            rows.null.push(m.null_bits);
+            rows.n_train.push(m.n_train as i64);
+            rows.n_test.push(m.n_test as i64);
+            rows.best_step.push(m.best_step as i64);
+        }
+    }
+    Ok(rows.into_table(&p.decoder))
+}
+
+#[derive(Default)]
+struct Rows {
+    epoch: Vec<i64>,
+    step: Vec<i64>,
+    layer_index: Vec<i64>,
+    layer: Vec<String>,
+    label: Vec<String>,
+    bits: Vec<Option<f64>>,
+    ce: Vec<Option<f64>>,
+    acc: Vec<Option<f64>>,
+    h_y: Vec<Option<f64>>,
+    null: Vec<Option<f64>>,
+    n_train: Vec<i64>,
+    n_test: Vec<i64>,
+    best_step: Vec<i64>,
+}
+
+impl Rows {
+    fn into_table(self, d: &DecoderParams) -> Table {
+        let n = self.epoch.len();
+        let mut t = Table::default();
+        t.push("epoch", Values::I64(self.epoch));
+        t.push("step", Values::I64(self.step));
+        t.push("layer_index", Values::I64(self.layer_index));
+        t.push("layer", Values::Str(self.layer));
+        t.push("label", Values::Str(self.label));
+        t.push("decoder", Values::Str(vec![d.kind.name().to_string(); n]));
+        t.push("bits", Values::F64(self.bits));
+        t.push("ce_nats", Values::F64(self.ce));
+        t.push("accuracy", Values::F64(self.acc));
+        t.push("h_y_bits", Values::F64(self.h_y));
+        t.push("null_bits", Values::F64(self.null));
+        t.push("n_train", Values::I64(self.n_train));
+        t.push("n_test", Values::I64(self.n_test));
+        t.push("best_step", Values::I64(self.best_step));
+        t.push("decoder_hidden", Values::I64(vec![d.hidden as i64; n]));
+        t.push("decoder_lr", Values::F64(vec![Some(d.lr); n]));
+        t.push("decoder_steps", Values::I64(vec![d.steps as i64; n]));
+        t.push("decoder_eval_every", Values::I64(vec![d.eval_every as i64; n]));
+        t.push("decoder_standardize", Values::Bool(vec![d.standardize; n]));
+        t.push("decoder_holdout", Values::F64(vec![Some(d.holdout); n]));
+        t.push("decoder_seed", Values::I64(vec![d.seed as i64; n]));
+        t
+    }
+}

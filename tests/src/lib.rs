@@ -1,0 +1,61 @@
+//! Helpers for the end-to-end tests in `tests/`: they drive the `uinfo` binary the way a user
+//! does, on tiny experiments, in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the `uinfo` binary built alongside these tests (`cargo build --release` first).
+pub fn uinfo_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("uinfo");
+    assert!(bin.exists(), "{} is missing: build it first with `cargo build --release --bins`", bin.display());
+    bin
+}
+
+/// Runs `uinfo --store STORE ARGS...` in `cwd`.
+pub fn uinfo(cwd: &Path, store: &Path, args: &[&str]) -> Output {
+    Command::new(uinfo_bin())
+        .current_dir(cwd)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("uinfo runs")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tiny checkerboard experiment: 2000 examples, 4 epochs, batch 32 vs 256, 2 seeds.
+pub fn tiny(extra_train: &str, extra_probe: &str) -> String {
+    format!(
+        "name = \"tiny\"\n[dataset]\nn = 2000\n[train]\nseeds = 2\nepochs = 4\nbatch = [32, 256]\ncheckpoints = [0, 1, 2, 3, 4]\n{extra_train}\n[probe]\nlabels = [\"color\", \"direction\"]\nsteps = 60\n{extra_probe}\n"
+    )
+}
+
+/// A listing of every file under `dir` with its size and modification time, to show a store is untouched.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), meta.len(), meta.modified().expect("mtime")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
