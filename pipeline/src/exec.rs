@@ -51,7 +51,14 @@ enum Msg {
 }
 
 /// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers.
-pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, jobs: usize, quiet: bool) -> Execution {
+pub fn execute(
+    graph: &Graph,
+    plan: &Plan,
+    to_run: &[NodeId],
+    store: &Store,
+    jobs: usize,
+    quiet: bool,
+) -> Execution {
     let n = graph.nodes.len();
     let mut manifests: Vec<Option<Manifest>> = plan
         .states
@@ -61,11 +68,21 @@ pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, job
             State::ToRun(_) => None,
         })
         .collect();
-    let mut outcomes: Vec<Option<Outcome>> =
-        plan.states.iter().map(|s| matches!(s, State::Cached(_)).then_some(Outcome::Cached)).collect();
+    let mut outcomes: Vec<Option<Outcome>> = plan
+        .states
+        .iter()
+        .map(|s| matches!(s, State::Cached(_)).then_some(Outcome::Cached))
+        .collect();
     let children = graph.children();
-    let mut waiting: Vec<usize> =
-        (0..n).map(|i| graph.parents(i).iter().filter(|&&p| outcomes[p].is_none()).count()).collect();
+    let mut waiting: Vec<usize> = (0..n)
+        .map(|i| {
+            graph
+                .parents(i)
+                .iter()
+                .filter(|&&p| outcomes[p].is_none())
+                .count()
+        })
+        .collect();
     let selected: Vec<bool> = (0..n).map(|i| to_run.contains(&i)).collect();
     let progress = Progress::new(to_run.len(), quiet);
     let (job_tx, job_rx) = mpsc::channel::<(NodeId, Inputs)>();
@@ -86,7 +103,11 @@ pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, job
         }
         drop(done_tx);
         let mut in_flight = 0usize;
-        let mut ready: Vec<NodeId> = to_run.iter().copied().filter(|&i| waiting[i] == 0).collect();
+        let mut ready: Vec<NodeId> = to_run
+            .iter()
+            .copied()
+            .filter(|&i| waiting[i] == 0)
+            .collect();
         loop {
             while let Some(id) = ready.pop() {
                 let refs: Vec<Option<&Manifest>> = manifests.iter().map(Option::as_ref).collect();
@@ -97,19 +118,37 @@ pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, job
                     .filter(|i| i.name.starts_with("log/"))
                     .filter_map(|i| manifests[i.node].clone().map(|m| (i.name.clone(), m)))
                     .collect();
-                job_tx.send((id, Inputs { digests, manifests: parent_manifests })).expect("workers alive");
+                job_tx
+                    .send((
+                        id,
+                        Inputs {
+                            digests,
+                            manifests: parent_manifests,
+                        },
+                    ))
+                    .expect("workers alive");
                 in_flight += 1;
             }
             if in_flight == 0 {
                 break;
             }
-            let Ok(Msg::Done(id, result)) = done_rx.recv() else { break };
+            let Ok(Msg::Done(id, result)) = done_rx.recv() else {
+                break;
+            };
             in_flight -= 1;
             let name = &graph.nodes[id].name;
             match result {
                 Ok((m, computed)) => {
-                    progress.finished(name, if computed { "done" } else { "cached" }, m.provenance.seconds);
-                    outcomes[id] = Some(if computed { Outcome::Computed } else { Outcome::CutOff });
+                    progress.finished(
+                        name,
+                        if computed { "done" } else { "cached" },
+                        m.provenance.seconds,
+                    );
+                    outcomes[id] = Some(if computed {
+                        Outcome::Computed
+                    } else {
+                        Outcome::CutOff
+                    });
                     manifests[id] = Some(m);
                     for &c in &children[id] {
                         waiting[c] -= 1;
@@ -128,10 +167,21 @@ pub fn execute(graph: &Graph, plan: &Plan, to_run: &[NodeId], store: &Store, job
         drop(job_tx);
     });
     progress.finish();
-    Execution { outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Skipped)).collect(), manifests }
+    Execution {
+        outcomes: outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::Skipped))
+            .collect(),
+        manifests,
+    }
 }
 
-fn skip_descendants(id: NodeId, children: &[Vec<NodeId>], outcomes: &mut [Option<Outcome>], progress: &Progress) {
+fn skip_descendants(
+    id: NodeId,
+    children: &[Vec<NodeId>],
+    outcomes: &mut [Option<Outcome>],
+    progress: &Progress,
+) {
     let mut stack = children[id].clone();
     while let Some(c) = stack.pop() {
         if outcomes[c].is_none() {
@@ -184,9 +234,11 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} nodes [{elapsed_precise}, eta {eta}] {msg}")
-                    .expect("template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} nodes [{elapsed_precise}, eta {eta}] {msg}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
             );
             b
         });

@@ -23,7 +23,13 @@ pub struct ExperimentError {
 }
 
 /// Keys whose lists are values, not sweep axes.
-const LIST_KEYS: [&str; 5] = ["train.checkpoints", "train.seeds", "probe.labels", "probe.layers", "probe.decoders"];
+const LIST_KEYS: [&str; 5] = [
+    "train.checkpoints",
+    "train.seeds",
+    "probe.labels",
+    "probe.layers",
+    "probe.decoders",
+];
 
 /// The built-in experiments: name, description, TOML text.
 pub const BUILTINS: [(&str, &str, &str); 1] = [(
@@ -61,7 +67,14 @@ struct DatasetDoc {
 impl Default for DatasetDoc {
     fn default() -> Self {
         let d = DatasetParams::default();
-        DatasetDoc { task: "checkerboard".into(), n: d.n, val_fraction: d.val_fraction, encoding: d.encoding, noise: d.noise, seed: d.seed }
+        DatasetDoc {
+            task: "checkerboard".into(),
+            n: d.n,
+            val_fraction: d.val_fraction,
+            encoding: d.encoding,
+            noise: d.noise,
+            seed: d.seed,
+        }
     }
 }
 
@@ -77,7 +90,12 @@ struct ModelDoc {
 impl Default for ModelDoc {
     fn default() -> Self {
         let m = ModelParams::default();
-        ModelDoc { arch: m.arch, depth: m.depth, width: m.width, init_scale: m.init_scale }
+        ModelDoc {
+            arch: m.arch,
+            depth: m.depth,
+            width: m.width,
+            init_scale: m.init_scale,
+        }
     }
 }
 
@@ -230,7 +248,11 @@ impl Run {
 
     /// The configuration: the id without the seed.
     pub fn config(&self) -> String {
-        let parts: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={}", fmt_value(v))).collect();
+        let parts: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", fmt_value(v)))
+            .collect();
         if parts.is_empty() {
             "default".into()
         } else {
@@ -240,8 +262,12 @@ impl Run {
 
     /// The id restricted to the given axes (and the seed when `seed` is true).
     pub fn id_with(&self, keep: impl Fn(&str) -> bool, seed: bool) -> String {
-        let mut parts: Vec<String> =
-            self.params.iter().filter(|(k, _)| keep(k)).map(|(k, v)| format!("{k}={}", fmt_value(v))).collect();
+        let mut parts: Vec<String> = self
+            .params
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| format!("{k}={}", fmt_value(v)))
+            .collect();
         if seed {
             parts.push(format!("seed={}", self.seed));
         }
@@ -275,7 +301,9 @@ pub struct Experiment {
 
 /// The default checkpoint schedule: dense early, sparse late, always ending at `epochs`.
 pub fn default_schedule(epochs: usize) -> Vec<usize> {
-    let mut out = vec![0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100];
+    let mut out = vec![
+        0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100,
+    ];
     let mut e = 120;
     while e <= epochs {
         out.push(e);
@@ -290,16 +318,25 @@ pub fn default_schedule(epochs: usize) -> Vec<usize> {
 
 /// Finds a built-in experiment by name.
 pub fn builtin(name: &str) -> Option<(&'static str, &'static str)> {
-    BUILTINS.iter().find(|(n, _, _)| *n == name).map(|(_, _, text)| (*text, "built-in"))
+    BUILTINS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, text)| (*text, "built-in"))
 }
 
 /// Loads an experiment: a path to a TOML file, or a built-in name.
 pub fn load(arg: &str) -> Result<Experiment, ExperimentError> {
     let path = Path::new(arg);
     if path.exists() || arg.ends_with(".toml") {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ExperimentError { file: arg.to_string(), message: format!("cannot read: {e}") })?;
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("experiment").to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
+            file: arg.to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("experiment")
+            .to_string();
         return parse(&text, arg, &stem);
     }
     match builtin(arg) {
@@ -323,8 +360,12 @@ struct Axis {
 
 /// Parses and validates experiment text; `file` names it in errors, `stem` is the fallback name.
 pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, ExperimentError> {
-    let err = |message: String| ExperimentError { file: file.to_string(), message };
-    let root: toml::Value = toml::from_str(text).map_err(|e| err(format!("malformed TOML: {}", one_line(&e))))?;
+    let err = |message: String| ExperimentError {
+        file: file.to_string(),
+        message,
+    };
+    let root: toml::Value =
+        toml::from_str(text).map_err(|e| err(format!("malformed TOML: {}", one_line(&e))))?;
     let mut axes = Vec::new();
     collect_axes(&root, &mut Vec::new(), &mut axes);
     name_columns(&mut axes);
@@ -338,7 +379,13 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
         }
         let parsed: FileDoc = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
+            let inner = e
+                .into_inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if path == "." || path.is_empty() {
                 err(inner)
             } else {
@@ -346,23 +393,41 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
             }
         })?;
         header.get_or_insert((parsed.name.clone(), parsed.description.clone()));
-        let params: Vec<(String, ParamValue)> =
-            axes.iter().zip(&combo).map(|(a, v)| (a.column.clone(), param_value(v))).collect();
+        let params: Vec<(String, ParamValue)> = axes
+            .iter()
+            .zip(&combo)
+            .map(|(a, v)| (a.column.clone(), param_value(v)))
+            .collect();
         runs.extend(expand_runs(&parsed, &axes, params).map_err(err)?);
     }
     let (name, description) = header.unwrap_or_default();
     let name = name.unwrap_or_else(|| stem.to_string());
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(err(format!("key `name`: expected a plain name, got {name:?}")));
+        return Err(err(format!(
+            "key `name`: expected a plain name, got {name:?}"
+        )));
     }
-    Ok(Experiment { name, description: description.unwrap_or_default(), source: file.to_string(), text: text.to_string(), runs })
+    Ok(Experiment {
+        name,
+        description: description.unwrap_or_default(),
+        source: file.to_string(),
+        text: text.to_string(),
+        runs,
+    })
 }
 
 /// A TOML parse error on one line: where, then what.
 fn one_line(e: &toml::de::Error) -> String {
     let text = e.to_string();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let place = lines.first().map(|l| l.trim_start_matches("TOML parse error at ")).unwrap_or("");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let place = lines
+        .first()
+        .map(|l| l.trim_start_matches("TOML parse error at "))
+        .unwrap_or("");
     let what = lines.last().copied().unwrap_or("");
     if lines.len() > 1 {
         format!("{place}: {what}")
@@ -389,7 +454,11 @@ fn collect_axes(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Axis>) {
                     path.pop();
                 }
             } else if !LIST_KEYS.contains(&dotted.as_str()) && !dotted.ends_with("schedule") {
-                out.push(Axis { path: path.clone(), column: String::new(), values: items.clone() });
+                out.push(Axis {
+                    path: path.clone(),
+                    column: String::new(),
+                    values: items.clone(),
+                });
             }
         }
         _ => {}
@@ -398,10 +467,17 @@ fn collect_axes(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Axis>) {
 
 /// Column names: the leaf key where unique, else the path joined with `_`.
 fn name_columns(axes: &mut [Axis]) {
-    let leaves: Vec<String> = axes.iter().map(|a| a.path.last().cloned().unwrap_or_default()).collect();
+    let leaves: Vec<String> = axes
+        .iter()
+        .map(|a| a.path.last().cloned().unwrap_or_default())
+        .collect();
     for (i, a) in axes.iter_mut().enumerate() {
         let leaf = &leaves[i];
-        a.column = if leaves.iter().filter(|l| *l == leaf).count() == 1 { leaf.clone() } else { a.path.join("_") };
+        a.column = if leaves.iter().filter(|l| *l == leaf).count() == 1 {
+            leaf.clone()
+        } else {
+            a.path.join("_")
+        };
     }
 }
 
@@ -442,22 +518,43 @@ fn param_value(v: &toml::Value) -> ParamValue {
     }
 }
 
-fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) -> Result<Vec<Run>, String> {
+fn expand_runs(
+    doc: &FileDoc,
+    axes: &[Axis],
+    params: Vec<(String, ParamValue)>,
+) -> Result<Vec<Run>, String> {
     let d = &doc.dataset;
     if d.task != "checkerboard" {
-        return Err(format!("key `dataset.task`: unknown task {:?} (known: checkerboard)", d.task));
+        return Err(format!(
+            "key `dataset.task`: unknown task {:?} (known: checkerboard)",
+            d.task
+        ));
     }
     positive("dataset.n", d.n as f64)?;
     if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
-        return Err(format!("key `dataset.val_fraction`: expected a number between 0 and 1, got {}", d.val_fraction));
+        return Err(format!(
+            "key `dataset.val_fraction`: expected a number between 0 and 1, got {}",
+            d.val_fraction
+        ));
     }
     non_negative("dataset.noise", d.noise)?;
-    let dataset = DatasetParams { n: d.n, val_fraction: d.val_fraction, encoding: d.encoding, noise: d.noise, seed: d.seed };
+    let dataset = DatasetParams {
+        n: d.n,
+        val_fraction: d.val_fraction,
+        encoding: d.encoding,
+        noise: d.noise,
+        seed: d.seed,
+    };
     let m = &doc.model;
     positive("model.depth", m.depth as f64)?;
     positive("model.width", m.width as f64)?;
     positive("model.init_scale", m.init_scale)?;
-    let model = ModelParams { arch: m.arch, depth: m.depth, width: m.width, init_scale: m.init_scale };
+    let model = ModelParams {
+        arch: m.arch,
+        depth: m.depth,
+        width: m.width,
+        init_scale: m.init_scale,
+    };
     let t = &doc.train;
     checkerboard::classes(&t.target).map_err(|e| format!("key `train.target`: {e}"))?;
     let n_train = dataset.n_train();
@@ -471,7 +568,10 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
             ));
         }
         if !(0.0..1.0).contains(&o.momentum) {
-            return Err(format!("key `{prefix}momentum`: expected a number in [0, 1), got {}", o.momentum));
+            return Err(format!(
+                "key `{prefix}momentum`: expected a number in [0, 1), got {}",
+                o.momentum
+            ));
         }
         non_negative(&format!("{prefix}weight_decay"), o.weight_decay)?;
         match o.schedule {
@@ -483,10 +583,19 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
             Schedule::Exponential { gamma } => positive(&format!("{prefix}schedule.gamma"), gamma),
         }
     };
-    let base = Optimiser { lr: t.lr, batch: t.batch, momentum: t.momentum, weight_decay: t.weight_decay, schedule: t.schedule.clone() };
+    let base = Optimiser {
+        lr: t.lr,
+        batch: t.batch,
+        momentum: t.momentum,
+        weight_decay: t.weight_decay,
+        schedule: t.schedule.clone(),
+    };
     let phases: Vec<Phase> = if t.phases.is_empty() {
         check_opt("train.", &base)?;
-        vec![Phase { optimiser: base, epochs: t.epochs }]
+        vec![Phase {
+            optimiser: base,
+            epochs: t.epochs,
+        }]
     } else {
         let mut out = Vec::new();
         for (i, p) in t.phases.iter().enumerate() {
@@ -498,19 +607,35 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
                 schedule: p.schedule.clone().unwrap_or(base.schedule.clone()),
             };
             check_opt(&format!("train.phases.{i}."), &o)?;
-            out.push(Phase { optimiser: o, epochs: p.epochs });
+            out.push(Phase {
+                optimiser: o,
+                epochs: p.epochs,
+            });
         }
         out.retain(|p| p.epochs > 0);
         out
     };
     let total: usize = phases.iter().map(|p| p.epochs).sum();
-    positive(if t.phases.is_empty() { "train.epochs" } else { "train.phases" }, total as f64)?;
+    positive(
+        if t.phases.is_empty() {
+            "train.epochs"
+        } else {
+            "train.phases"
+        },
+        total as f64,
+    )?;
     let mut checkpoints = match &t.checkpoints {
         Checkpoints::Named(s) if s == "default" => default_schedule(total),
-        Checkpoints::Named(s) => return Err(format!("key `train.checkpoints`: expected \"default\" or a list of epochs, got {s:?}")),
+        Checkpoints::Named(s) => {
+            return Err(format!(
+                "key `train.checkpoints`: expected \"default\" or a list of epochs, got {s:?}"
+            ))
+        }
         Checkpoints::List(l) => {
             if let Some(bad) = l.iter().find(|&&e| e > total) {
-                return Err(format!("key `train.checkpoints`: epoch {bad} is beyond the last epoch ({total})"));
+                return Err(format!(
+                    "key `train.checkpoints`: epoch {bad} is beyond the last epoch ({total})"
+                ));
             }
             l.clone()
         }
@@ -528,7 +653,10 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
     let known: Vec<String> = (1..=model.depth).map(|i| format!("hidden{i}")).collect();
     for l in &p.layers {
         if !known.contains(l) {
-            return Err(format!("key `probe.layers`: layer {l:?} does not exist (this network has {})", known.join(", ")));
+            return Err(format!(
+                "key `probe.layers`: layer {l:?} does not exist (this network has {})",
+                known.join(", ")
+            ));
         }
     }
     if p.decoders.is_empty() {
@@ -539,7 +667,10 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
     positive("probe.steps", p.steps as f64)?;
     positive("probe.eval_every", p.eval_every as f64)?;
     if !(p.holdout > 0.0 && p.holdout < 1.0) {
-        return Err(format!("key `probe.holdout`: expected a number between 0 and 1, got {}", p.holdout));
+        return Err(format!(
+            "key `probe.holdout`: expected a number between 0 and 1, got {}",
+            p.holdout
+        ));
     }
     let decoders = p
         .decoders
@@ -556,15 +687,24 @@ fn expand_runs(doc: &FileDoc, axes: &[Axis], params: Vec<(String, ParamValue)>) 
             seed: p.seed,
         })
         .collect();
-    let probe = ProbeConfig { labels: p.labels.clone(), layers: p.layers.clone(), decoders };
+    let probe = ProbeConfig {
+        labels: p.labels.clone(),
+        layers: p.layers.clone(),
+        decoders,
+    };
     let seeds: Vec<u64> = match &t.seeds {
         Seeds::Count(0) => return Err("key `train.seeds`: expected at least one seed".into()),
         Seeds::Count(n) => (0..*n).collect(),
-        Seeds::List(l) if l.is_empty() => return Err("key `train.seeds`: expected at least one seed".into()),
+        Seeds::List(l) if l.is_empty() => {
+            return Err("key `train.seeds`: expected at least one seed".into())
+        }
         Seeds::List(l) => l.clone(),
     };
     let section_axes = |section: &str| -> Vec<String> {
-        axes.iter().filter(|a| a.path.first().map(String::as_str) == Some(section)).map(|a| a.column.clone()).collect()
+        axes.iter()
+            .filter(|a| a.path.first().map(String::as_str) == Some(section))
+            .map(|a| a.column.clone())
+            .collect()
     };
     Ok(seeds
         .into_iter()
@@ -607,7 +747,10 @@ fn non_negative(key: &str, v: f64) -> Result<(), String> {
 
 /// The column names of an experiment's swept parameters.
 pub fn axis_columns(exp: &Experiment) -> Vec<String> {
-    exp.runs.first().map(|r| r.params.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default()
+    exp.runs
+        .first()
+        .map(|r| r.params.iter().map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// Runs grouped by configuration, in order.

@@ -53,7 +53,14 @@ pub struct Graph {
 
 impl Graph {
     /// Adds a node unless an identical one exists; returns its id.
-    fn add(&mut self, name: String, stage: Stage, params: Value, inputs: Vec<Input>, run: Option<&str>) -> NodeId {
+    fn add(
+        &mut self,
+        name: String,
+        stage: Stage,
+        params: Value,
+        inputs: Vec<Input>,
+        run: Option<&str>,
+    ) -> NodeId {
         let ident = json!({
             "stage": stage.name(),
             "params": params,
@@ -64,7 +71,14 @@ impl Graph {
             return id;
         }
         let id = self.nodes.len();
-        self.nodes.push(Node { id, name, stage, params, inputs, run: run.map(str::to_string) });
+        self.nodes.push(Node {
+            id,
+            name,
+            stage,
+            params,
+            inputs,
+            run: run.map(str::to_string),
+        });
         self.identity.insert(ident, id);
         id
     }
@@ -97,7 +111,11 @@ impl Graph {
 }
 
 fn input(name: impl Into<String>, node: NodeId, output: &'static str) -> Input {
-    Input { name: name.into(), node, output }
+    Input {
+        name: name.into(),
+        node,
+        output,
+    }
 }
 
 /// Run information for the analysis tables.
@@ -155,7 +173,10 @@ pub fn build(exp: &Experiment) -> Graph {
         let mut prev = init;
         for w in boundaries.windows(2) {
             let (a, b) = (w[0], w[1]);
-            let phase = phase_starts.iter().rposition(|&s| s <= a).expect("phase 0 starts at 0");
+            let phase = phase_starts
+                .iter()
+                .rposition(|&s| s <= a)
+                .expect("phase 0 starts at 0");
             let params = SegmentParams {
                 optimiser: run.phases[phase].optimiser.clone(),
                 phase_start: phase_starts[phase],
@@ -168,7 +189,10 @@ pub fn build(exp: &Experiment) -> Graph {
                 format!("train/{train_id}/e{a}-{b}"),
                 Stage::Train,
                 params,
-                vec![input("checkpoint", prev, "checkpoint.safetensors"), input("dataset", dataset, "dataset.safetensors")],
+                vec![
+                    input("checkpoint", prev, "checkpoint.safetensors"),
+                    input("dataset", dataset, "dataset.safetensors"),
+                ],
                 Some(&run.id),
             );
             logs.push((r, seg));
@@ -180,11 +204,18 @@ pub fn build(exp: &Experiment) -> Graph {
                 format!("extract/{train_id}/e{epoch}"),
                 Stage::Extract,
                 json!({}),
-                vec![input("checkpoint", ckpt, "checkpoint.safetensors"), input("dataset", dataset, "dataset.safetensors")],
+                vec![
+                    input("checkpoint", ckpt, "checkpoint.safetensors"),
+                    input("dataset", dataset, "dataset.safetensors"),
+                ],
                 Some(&run.id),
             );
             for decoder in &run.probe.decoders {
-                let params = ProbeParams { layers: run.probe.layers.clone(), labels: run.probe.labels.clone(), decoder: decoder.clone() };
+                let params = ProbeParams {
+                    layers: run.probe.layers.clone(),
+                    labels: run.probe.labels.clone(),
+                    decoder: decoder.clone(),
+                };
                 let probe = g.add(
                     format!("probe/{}/e{epoch}/{}", run.id, decoder.kind.name()),
                     Stage::Probe,
@@ -216,7 +247,17 @@ pub fn build(exp: &Experiment) -> Graph {
         "log_runs": logs.iter().map(|p| p.0).collect::<Vec<_>>(),
     });
     let analyze = g.add("analyze".into(), Stage::Analyze, params, inputs, None);
-    let report_inputs = Stage::Analyze.outputs().iter().map(|o| input(*o, analyze, o)).collect();
-    g.add("report".into(), Stage::Report, json!({"experiment": exp.name}), report_inputs, None);
+    let report_inputs = Stage::Analyze
+        .outputs()
+        .iter()
+        .map(|o| input(*o, analyze, o))
+        .collect();
+    g.add(
+        "report".into(),
+        Stage::Report,
+        json!({"experiment": exp.name}),
+        report_inputs,
+        None,
+    );
     g
 }

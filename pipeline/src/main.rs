@@ -55,7 +55,11 @@ impl Select {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Selector { stages, runs: self.runs.clone(), names: self.names.clone() })
+        Ok(Selector {
+            stages,
+            runs: self.runs.clone(),
+            names: self.names.clone(),
+        })
     }
 }
 
@@ -144,7 +148,8 @@ fn main() -> ExitCode {
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let usage = e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ExperimentError>().is_some();
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<ExperimentError>().is_some();
             eprintln!("error: {e:#}");
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -153,18 +158,31 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Run { experiment, jobs, quiet, select } => {
+        Command::Run {
+            experiment,
+            jobs,
+            quiet,
+            select,
+        } => {
             let exp = load(experiment.as_deref())?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
             let clock = Instant::now();
             let s = ops::run(&exp, &store, jobs, *quiet || cli.json, &selector)?;
             if cli.json {
                 print_json(&s);
             } else {
                 if s.computed == 0 && s.failed.is_empty() {
-                    println!("nothing to do: all {} nodes of {} are cached", s.cached + s.cut_off, s.experiment);
+                    println!(
+                        "nothing to do: all {} nodes of {} are cached",
+                        s.cached + s.cut_off,
+                        s.experiment
+                    );
                 } else {
                     println!(
                         "{}: computed {} nodes, {} cached, {} cut off early, {} failed, {} skipped ({:.1} s)",
@@ -189,12 +207,21 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(if s.failed.is_empty() { 0 } else { 1 }))
         }
-        Command::Status { experiment, all, select } => {
+        Command::Status {
+            experiment,
+            all,
+            select,
+        } => {
             let exp = load(experiment.as_deref())?;
             let selector = select.selector()?;
             let store = ops::open_store_if_exists(&cli.store);
             let (graph, _, lines) = ops::status(&exp, store.as_ref())?;
-            let lines: Vec<_> = lines.into_iter().enumerate().filter(|(i, _)| selector.matches(&graph, *i)).map(|(_, l)| l).collect();
+            let lines: Vec<_> = lines
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| selector.matches(&graph, *i))
+                .map(|(_, l)| l)
+                .collect();
             if cli.json {
                 print_json(&lines);
                 return Ok(ExitCode::SUCCESS);
@@ -207,7 +234,13 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                     println!("cached  {}", l.node);
                 }
             }
-            println!("{}: {} nodes, {} cached, {} to run", exp.name, lines.len(), lines.len() - to_run, to_run);
+            println!(
+                "{}: {} nodes, {} cached, {} to run",
+                exp.name,
+                lines.len(),
+                lines.len() - to_run,
+                to_run
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Why { node, experiment } => {
@@ -216,7 +249,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             print!("{}", ops::why(&exp, store.as_ref(), node)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dag { experiment, format, select } => {
+        Command::Dag {
+            experiment,
+            format,
+            select,
+        } => {
             let exp = load(experiment.as_deref())?;
             let graph = pipeline::graph::build(&exp);
             let selector = select.selector()?;
@@ -247,8 +284,14 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             } else {
                 let m = &shown.manifest;
                 let p = &m.provenance;
-                println!("{}\n  stage: {} (version {})\n  key: {}", p.node, m.stage, m.stage_version, m.key);
-                println!("  computed on {} (pid {}), {} -> {} ({:.2} s), uinfo {}, {}", p.host, p.pid, p.started, p.ended, p.seconds, p.uinfo_version, p.domain);
+                println!(
+                    "{}\n  stage: {} (version {})\n  key: {}",
+                    p.node, m.stage, m.stage_version, m.key
+                );
+                println!(
+                    "  computed on {} (pid {}), {} -> {} ({:.2} s), uinfo {}, {}",
+                    p.host, p.pid, p.started, p.ended, p.seconds, p.uinfo_version, p.domain
+                );
                 println!("  inputs:");
                 for (k, d) in &m.inputs {
                     println!("    {k}: {d}");
@@ -277,7 +320,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Init { name, output } => {
             let path = ops::init(name, output.as_deref())?;
-            println!("wrote {} (run it with `uinfo run {}`)", path.display(), path.display());
+            println!(
+                "wrote {} (run it with `uinfo run {}`)",
+                path.display(),
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { name, dir } => {

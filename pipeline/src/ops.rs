@@ -26,7 +26,9 @@ pub fn open_store(path: &Path) -> Result<Store> {
 
 /// Opens the store for reading if it exists.
 pub fn open_store_if_exists(path: &Path) -> Option<Store> {
-    path.is_dir().then(|| Store::open_existing(path).ok()).flatten()
+    path.is_dir()
+        .then(|| Store::open_existing(path).ok())
+        .flatten()
 }
 
 /// One node's line in `status`.
@@ -64,9 +66,13 @@ pub fn status(exp: &Experiment, store: Option<&Store>) -> Result<(Graph, Plan, V
                 reason: String::new(),
                 key: Some(m.key.hex()),
             },
-            State::ToRun(r) => {
-                NodeStatus { node: n.name.clone(), stage: n.stage.name().into(), state: "run", reason: r.clone(), key: None }
-            }
+            State::ToRun(r) => NodeStatus {
+                node: n.name.clone(),
+                stage: n.stage.name().into(),
+                state: "run",
+                reason: r.clone(),
+                key: None,
+            },
         })
         .collect();
     Ok((graph, plan, lines))
@@ -97,7 +103,13 @@ pub struct RunSummary {
 
 /// Runs an experiment: computes what is missing or stale, records the run, and links the tables
 /// and report under `<store>/out/<experiment>/`.
-pub fn run(exp: &Experiment, store: &Store, jobs: usize, quiet: bool, selector: &Selector) -> Result<RunSummary> {
+pub fn run(
+    exp: &Experiment,
+    store: &Store,
+    jobs: usize,
+    quiet: bool,
+    selector: &Selector,
+) -> Result<RunSummary> {
     let graph = build(exp);
     let previous = Record::load(store, &exp.name)?;
     let plan = plan(&graph, Some(store), previous.as_ref());
@@ -172,7 +184,11 @@ fn final_files(record: &Record) -> BTreeMap<String, Digest> {
 
 /// Links the experiment's tables and report into `<store>/out/<experiment>/` (read-only hard
 /// links to the blobs, or copies where links are impossible).
-fn link_outputs(store: &Store, experiment: &str, record: &Record) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
+fn link_outputs(
+    store: &Store,
+    experiment: &str,
+    record: &Record,
+) -> Result<Option<(PathBuf, Vec<PathBuf>)>> {
     let files = final_files(record);
     if files.is_empty() {
         return Ok(None);
@@ -184,7 +200,8 @@ fn link_outputs(store: &Store, experiment: &str, record: &Record) -> Result<Opti
         let dest = dir.join(&name);
         let _ = std::fs::remove_file(&dest);
         if std::fs::hard_link(store.blob_path(&d), &dest).is_err() {
-            std::fs::copy(store.blob_path(&d), &dest).with_context(|| format!("writing {}", dest.display()))?;
+            std::fs::copy(store.blob_path(&d), &dest)
+                .with_context(|| format!("writing {}", dest.display()))?;
         }
         out.push(dest);
     }
@@ -203,13 +220,15 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
     if files.is_empty() {
         bail!("experiment `{experiment}` has no tables yet: its analysis did not complete");
     }
-    std::fs::create_dir_all(dest).map_err(|e| UsageError(format!("cannot create {}: {e}", dest.display())))?;
+    std::fs::create_dir_all(dest)
+        .map_err(|e| UsageError(format!("cannot create {}: {e}", dest.display())))?;
     let mut out = Vec::new();
     for (name, d) in files {
         let bytes = store.read_blob(&d)?;
         let path = dest.join(&name);
         let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, bytes).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(&path, bytes)
+            .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
         out.push(path);
     }
     Ok(out)
@@ -219,28 +238,52 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
 pub fn why(exp: &Experiment, store: Option<&Store>, name: &str) -> Result<String> {
     let (graph, plan, lines) = status(exp, store)?;
     let Some(node) = graph.nodes.iter().find(|n| n.name == name).or_else(|| {
-        let matches: Vec<_> = graph.nodes.iter().filter(|n| n.name.contains(name)).collect();
+        let matches: Vec<_> = graph
+            .nodes
+            .iter()
+            .filter(|n| n.name.contains(name))
+            .collect();
         (matches.len() == 1).then(|| matches[0])
     }) else {
-        let close: Vec<&str> = graph.nodes.iter().filter(|n| n.name.contains(name)).take(5).map(|n| n.name.as_str()).collect();
+        let close: Vec<&str> = graph
+            .nodes
+            .iter()
+            .filter(|n| n.name.contains(name))
+            .take(5)
+            .map(|n| n.name.as_str())
+            .collect();
         return Err(UsageError(if close.is_empty() {
-            format!("no node `{name}` in experiment {} (see `uinfo status` or `uinfo dag`)", exp.name)
+            format!(
+                "no node `{name}` in experiment {} (see `uinfo status` or `uinfo dag`)",
+                exp.name
+            )
         } else {
             format!("`{name}` matches several nodes: {} ...", close.join(", "))
         })
         .into());
     };
     let line = &lines[node.id];
-    let mut s = format!("{}\n  stage: {} (version {})\n", node.name, node.stage.name(), node.stage.version());
+    let mut s = format!(
+        "{}\n  stage: {} (version {})\n",
+        node.name,
+        node.stage.name(),
+        node.stage.version()
+    );
     match &plan.states[node.id] {
         State::Cached(m) => {
-            s.push_str(&format!("  cached: key {}\n  computed {} on {} in {:.2} s\n", m.key, m.provenance.started, m.provenance.host, m.provenance.seconds));
+            s.push_str(&format!(
+                "  cached: key {}\n  computed {} on {} in {:.2} s\n",
+                m.key, m.provenance.started, m.provenance.host, m.provenance.seconds
+            ));
         }
         State::ToRun(_) => s.push_str(&format!("  will run: {}\n", line.reason)),
     }
     s.push_str("  inputs:\n");
     for i in &node.inputs {
-        s.push_str(&format!("    {} <- {} ({})\n", i.name, graph.nodes[i.node].name, i.output));
+        s.push_str(&format!(
+            "    {} <- {} ({})\n",
+            i.name, graph.nodes[i.node].name, i.output
+        ));
     }
     s.push_str(&format!("  params: {}\n", node.params));
     Ok(s)
@@ -248,12 +291,18 @@ pub fn why(exp: &Experiment, store: Option<&Store>, name: &str) -> Result<String
 
 /// Renders the DAG as text, Graphviz DOT or Mermaid.
 pub fn dag(graph: &Graph, format: &str, selector: &Selector) -> Result<String> {
-    let keep: Vec<bool> = (0..graph.nodes.len()).map(|i| selector.matches(graph, i)).collect();
+    let keep: Vec<bool> = (0..graph.nodes.len())
+        .map(|i| selector.matches(graph, i))
+        .collect();
     let mut s = String::new();
     match format {
         "text" => {
             for n in graph.nodes.iter().filter(|n| keep[n.id]) {
-                let parents: Vec<&str> = graph.parents(n.id).iter().map(|&p| graph.nodes[p].name.as_str()).collect();
+                let parents: Vec<&str> = graph
+                    .parents(n.id)
+                    .iter()
+                    .map(|&p| graph.nodes[p].name.as_str())
+                    .collect();
                 if parents.len() > 3 {
                     s.push_str(&format!("{}  <- {} parents\n", n.name, parents.len()));
                 } else {
@@ -280,7 +329,11 @@ pub fn dag(graph: &Graph, format: &str, selector: &Selector) -> Result<String> {
                 }
             }
         }
-        other => return Err(UsageError(format!("unknown DAG format `{other}` (text, dot, mermaid)")).into()),
+        other => {
+            return Err(
+                UsageError(format!("unknown DAG format `{other}` (text, dot, mermaid)")).into(),
+            )
+        }
     }
     Ok(s)
 }
@@ -307,16 +360,36 @@ pub fn show(store: &Store, query: &str) -> Result<Shown> {
     }
     if key.is_none() && query.len() >= 4 && query.chars().all(|c| c.is_ascii_hexdigit()) {
         let q = query.to_ascii_lowercase();
-        let found: Vec<Digest> = store.manifest_keys()?.into_iter().filter(|k| k.hex().starts_with(&q)).collect();
+        let found: Vec<Digest> = store
+            .manifest_keys()?
+            .into_iter()
+            .filter(|k| k.hex().starts_with(&q))
+            .collect();
         match found.len() {
             1 => key = Some(found[0]),
             0 => {}
-            n => return Err(UsageError(format!("key prefix `{query}` matches {n} nodes; give more characters")).into()),
+            n => {
+                return Err(UsageError(format!(
+                    "key prefix `{query}` matches {n} nodes; give more characters"
+                ))
+                .into())
+            }
         }
     }
-    let key = key.ok_or_else(|| UsageError(format!("no node or key `{query}` in store {}", store.root().display())))?;
-    let manifest = store.get_manifest(&key)?.ok_or_else(|| anyhow!("manifest {key} is missing"))?;
-    let files = manifest.outputs.iter().map(|(k, d)| (k.clone(), store.blob_path(d))).collect();
+    let key = key.ok_or_else(|| {
+        UsageError(format!(
+            "no node or key `{query}` in store {}",
+            store.root().display()
+        ))
+    })?;
+    let manifest = store
+        .get_manifest(&key)?
+        .ok_or_else(|| anyhow!("manifest {key} is missing"))?;
+    let files = manifest
+        .outputs
+        .iter()
+        .map(|(k, d)| (k.clone(), store.blob_path(d)))
+        .collect();
     Ok(Shown { manifest, files })
 }
 
@@ -325,13 +398,24 @@ pub fn init(name: &str, dest: Option<&Path>) -> Result<PathBuf> {
     let (text, _) = crate::experiment::builtin(name).ok_or_else(|| {
         UsageError(format!(
             "no built-in experiment `{name}` (built-ins: {})",
-            crate::experiment::BUILTINS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
+            crate::experiment::BUILTINS
+                .iter()
+                .map(|b| b.0)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
-    let path = dest.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
+    let path = dest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.toml")));
     if path.exists() {
-        return Err(UsageError(format!("{} already exists; not overwriting it", path.display())).into());
+        return Err(UsageError(format!(
+            "{} already exists; not overwriting it",
+            path.display()
+        ))
+        .into());
     }
-    std::fs::write(&path, text).map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::write(&path, text)
+        .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }

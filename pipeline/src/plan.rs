@@ -29,7 +29,12 @@ pub struct Plan {
 impl Plan {
     /// Ids of the nodes to run.
     pub fn to_run(&self) -> Vec<usize> {
-        self.states.iter().enumerate().filter(|(_, s)| matches!(s, State::ToRun(_))).map(|(i, _)| i).collect()
+        self.states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, State::ToRun(_)))
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 
@@ -48,10 +53,17 @@ pub fn key(node: &Node, inputs: &BTreeMap<String, Digest>) -> Digest {
 }
 
 /// The input digests of a node, when every parent has a manifest.
-pub fn input_digests(node: &Node, manifests: &[Option<&Manifest>]) -> Option<BTreeMap<String, Digest>> {
+pub fn input_digests(
+    node: &Node,
+    manifests: &[Option<&Manifest>],
+) -> Option<BTreeMap<String, Digest>> {
     node.inputs
         .iter()
-        .map(|i| manifests[i.node].and_then(|m| m.outputs.get(i.output)).map(|d| (i.name.clone(), *d)))
+        .map(|i| {
+            manifests[i.node]
+                .and_then(|m| m.outputs.get(i.output))
+                .map(|d| (i.name.clone(), *d))
+        })
         .collect()
 }
 
@@ -70,7 +82,12 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
         let state = match input_digests(node, &manifests) {
             Some(inputs) => {
                 let k = key(node, &inputs);
-                match store.and_then(|s| s.get_manifest(&k).ok().flatten().filter(|m| s.is_complete(m))) {
+                match store.and_then(|s| {
+                    s.get_manifest(&k)
+                        .ok()
+                        .flatten()
+                        .filter(|m| s.is_complete(m))
+                }) {
                     Some(m) => State::Cached(Box::new(m)),
                     None => State::ToRun(reason(node, previous, Some((&inputs, k)))),
                 }
@@ -89,7 +106,11 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
                     1 => format!("parent {} will run", waiting[0]),
                     n => format!("{n} parents will run ({}, ...)", waiting[0]),
                 };
-                State::ToRun(if own.is_empty() { after } else { format!("{own}; {after}") })
+                State::ToRun(if own.is_empty() {
+                    after
+                } else {
+                    format!("{own}; {after}")
+                })
             }
         };
         states.push(state);
@@ -99,22 +120,45 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
 
 /// Why a node is not cached, compared with its entry in the last run (empty when nothing of its
 /// own changed and its inputs are not yet known).
-fn reason(node: &Node, previous: Option<&RecordEntry>, now: Option<(&BTreeMap<String, Digest>, Digest)>) -> String {
-    let Some(prev) = previous else { return "new node (not in the last run)".into() };
+fn reason(
+    node: &Node,
+    previous: Option<&RecordEntry>,
+    now: Option<(&BTreeMap<String, Digest>, Digest)>,
+) -> String {
+    let Some(prev) = previous else {
+        return "new node (not in the last run)".into();
+    };
     let mut why = Vec::new();
     if prev.version != node.stage.version() {
-        why.push(format!("stage {} version {} -> {}", node.stage.name(), prev.version, node.stage.version()));
+        why.push(format!(
+            "stage {} version {} -> {}",
+            node.stage.name(),
+            prev.version,
+            node.stage.version()
+        ));
     }
     let mut changes = Vec::new();
     diff_params("", &prev.params, &node.params, &mut changes);
     if !changes.is_empty() {
         let shown: Vec<String> = changes.iter().take(4).cloned().collect();
-        let more = if changes.len() > 4 { format!(" (+{} more)", changes.len() - 4) } else { String::new() };
+        let more = if changes.len() > 4 {
+            format!(" (+{} more)", changes.len() - 4)
+        } else {
+            String::new()
+        };
         why.push(format!("params changed: {}{more}", shown.join(", ")));
     }
     if let Some((inputs, key)) = now {
-        let changed: Vec<&String> = inputs.iter().filter(|(k, d)| prev.inputs.get(*k) != Some(d)).map(|(k, _)| k).collect();
-        let removed = prev.inputs.keys().filter(|k| !inputs.contains_key(*k)).count();
+        let changed: Vec<&String> = inputs
+            .iter()
+            .filter(|(k, d)| prev.inputs.get(*k) != Some(d))
+            .map(|(k, _)| k)
+            .collect();
+        let removed = prev
+            .inputs
+            .keys()
+            .filter(|k| !inputs.contains_key(*k))
+            .count();
         if !changed.is_empty() || removed > 0 {
             let mut s = match changed.len() {
                 0 => String::new(),
@@ -122,12 +166,19 @@ fn reason(node: &Node, previous: Option<&RecordEntry>, now: Option<(&BTreeMap<St
                 n => format!("{n} inputs changed (`{}`, ...)", changed[0]),
             };
             if removed > 0 {
-                s.push_str(&format!("{}{removed} inputs removed", if s.is_empty() { "" } else { ", " }));
+                s.push_str(&format!(
+                    "{}{removed} inputs removed",
+                    if s.is_empty() { "" } else { ", " }
+                ));
             }
             why.push(s);
         }
         if why.is_empty() {
-            why.push(if prev.key == key { "result missing from the store".into() } else { "key changed".into() });
+            why.push(if prev.key == key {
+                "result missing from the store".into()
+            } else {
+                "key changed".into()
+            });
         }
     }
     why.join("; ")
@@ -139,14 +190,27 @@ fn diff_params(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                diff_params(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_params(
+                    &p,
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (a, b) if a != b => {
             let short = |v: &Value| {
                 let s = v.to_string();
-                if s.chars().count() > 40 { format!("{}...", s.chars().take(40).collect::<String>()) } else { s }
+                if s.chars().count() > 40 {
+                    format!("{}...", s.chars().take(40).collect::<String>())
+                } else {
+                    s
+                }
             };
             out.push(format!("{path}: {} -> {}", short(a), short(b)));
         }

@@ -32,18 +32,26 @@ pub struct Inputs {
 }
 
 fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile> {
-    let d = inputs.digests.get(name).ok_or_else(|| anyhow!("input `{name}` is missing"))?;
+    let d = inputs
+        .digests
+        .get(name)
+        .ok_or_else(|| anyhow!("input `{name}` is missing"))?;
     let bytes = store.read_blob(d)?;
     TensorFile::from_bytes(&bytes).with_context(|| format!("input `{name}` (blob {})", d.short()))
 }
 
 fn read_table(store: &Store, inputs: &Inputs, name: &str) -> Result<Table> {
-    let d = inputs.digests.get(name).ok_or_else(|| anyhow!("input `{name}` is missing"))?;
-    Table::from_parquet(&store.read_blob(d)?).with_context(|| format!("input `{name}` (blob {})", d.short()))
+    let d = inputs
+        .digests
+        .get(name)
+        .ok_or_else(|| anyhow!("input `{name}` is missing"))?;
+    Table::from_parquet(&store.read_blob(d)?)
+        .with_context(|| format!("input `{name}` (blob {})", d.short()))
 }
 
 fn dataset(store: &Store, inputs: &Inputs, name: &str) -> Result<Dataset> {
-    Dataset::from_file(&read_tensors(store, inputs, name)?).with_context(|| format!("input `{name}`"))
+    Dataset::from_file(&read_tensors(store, inputs, name)?)
+        .with_context(|| format!("input `{name}`"))
 }
 
 #[derive(Deserialize)]
@@ -64,14 +72,35 @@ struct AnalyzeParams {
 
 fn log_table(logs: &[stages::train::EpochLog]) -> Table {
     let mut t = Table::default();
-    t.push("epoch", Values::I64(logs.iter().map(|l| l.epoch as i64).collect()));
-    t.push("step", Values::I64(logs.iter().map(|l| l.step as i64).collect()));
+    t.push(
+        "epoch",
+        Values::I64(logs.iter().map(|l| l.epoch as i64).collect()),
+    );
+    t.push(
+        "step",
+        Values::I64(logs.iter().map(|l| l.step as i64).collect()),
+    );
     t.push("lr", Values::F64(logs.iter().map(|l| Some(l.lr)).collect()));
-    t.push("batch", Values::I64(logs.iter().map(|l| l.batch as i64).collect()));
-    t.push("train_loss", Values::F64(logs.iter().map(|l| Some(l.train_loss)).collect()));
-    t.push("train_accuracy", Values::F64(logs.iter().map(|l| Some(l.train_accuracy)).collect()));
-    t.push("val_loss", Values::F64(logs.iter().map(|l| Some(l.val_loss)).collect()));
-    t.push("val_accuracy", Values::F64(logs.iter().map(|l| Some(l.val_accuracy)).collect()));
+    t.push(
+        "batch",
+        Values::I64(logs.iter().map(|l| l.batch as i64).collect()),
+    );
+    t.push(
+        "train_loss",
+        Values::F64(logs.iter().map(|l| Some(l.train_loss)).collect()),
+    );
+    t.push(
+        "train_accuracy",
+        Values::F64(logs.iter().map(|l| Some(l.train_accuracy)).collect()),
+    );
+    t.push(
+        "val_loss",
+        Values::F64(logs.iter().map(|l| Some(l.val_loss)).collect()),
+    );
+    t.push(
+        "val_accuracy",
+        Values::F64(logs.iter().map(|l| Some(l.val_accuracy)).collect()),
+    );
     t
 }
 
@@ -90,17 +119,27 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
         }
         Stage::Init => {
             let p: InitParams = serde_json::from_value(node.params.clone())?;
-            let shape = Shape { model: p.model, inputs: p.inputs, classes: p.classes };
+            let shape = Shape {
+                model: p.model,
+                inputs: p.inputs,
+                classes: p.classes,
+            };
             let weights = init_weights(&shape, p.seed);
             let ckpt = Checkpoint::initial(shape, weights, p.seed);
-            out.insert("checkpoint.safetensors".into(), ckpt.to_file(stage, VERSION).to_bytes());
+            out.insert(
+                "checkpoint.safetensors".into(),
+                ckpt.to_file(stage, VERSION).to_bytes(),
+            );
         }
         Stage::Train => {
             let p: SegmentParams = serde_json::from_value(node.params.clone())?;
             let start = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
             let (end, logs) = run_segment(&start, &data, &p, &device)?;
-            out.insert("checkpoint.safetensors".into(), end.to_file(stage, VERSION).to_bytes());
+            out.insert(
+                "checkpoint.safetensors".into(),
+                end.to_file(stage, VERSION).to_bytes(),
+            );
             out.insert("log.parquet".into(), log_table(&logs).to_parquet()?);
         }
         Stage::Extract => {
@@ -115,7 +154,10 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             let p: ProbeParams = serde_json::from_value(node.params.clone())?;
             let reps = read_tensors(store, inputs, "representations")?;
             let data = dataset(store, inputs, "dataset")?;
-            out.insert("probe.parquet".into(), probe(&reps, &data, &p, &device)?.to_parquet()?);
+            out.insert(
+                "probe.parquet".into(),
+                probe(&reps, &data, &p, &device)?.to_parquet()?,
+            );
         }
         Stage::Analyze => {
             let p: AnalyzeParams = serde_json::from_value(node.params.clone())?;
@@ -132,7 +174,11 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 .map(|(i, &r)| {
                     let name = format!("log/{i}");
                     let t = read_table(store, inputs, &name)?;
-                    let secs = inputs.manifests.get(&name).map(|m| m.provenance.seconds).unwrap_or(0.0);
+                    let secs = inputs
+                        .manifests
+                        .get(&name)
+                        .map(|m| m.provenance.seconds)
+                        .unwrap_or(0.0);
                     let per_epoch = secs / t.rows().max(1) as f64;
                     Ok((r, t, per_epoch))
                 })
@@ -142,7 +188,13 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 let data = dataset(store, inputs, &format!("dataset/{i}"))?;
                 ceilings.push(checkerboard::colour_ceiling_bits(&data.val, &data.params)?);
             }
-            let a = analyze(&AnalysisInput { experiment: p.experiment, runs: p.runs, probes, logs, ceiling_bits: ceilings })?;
+            let a = analyze(&AnalysisInput {
+                experiment: p.experiment,
+                runs: p.runs,
+                probes,
+                logs,
+                ceiling_bits: ceilings,
+            })?;
             out.insert("usable_info.parquet".into(), a.usable_info.to_parquet()?);
             out.insert("summary.parquet".into(), a.summary.to_parquet()?);
             out.insert("claims.parquet".into(), a.claims.to_parquet()?);
@@ -152,7 +204,10 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             let experiment = node.params["experiment"].as_str().unwrap_or("experiment");
             let claims = read_table(store, inputs, "claims.parquet")?;
             let summary = read_table(store, inputs, "summary.parquet")?;
-            out.insert("report.md".into(), reports::markdown(experiment, &claims, &summary)?.into_bytes());
+            out.insert(
+                "report.md".into(),
+                reports::markdown(experiment, &claims, &summary)?.into_bytes(),
+            );
         }
     }
     Ok(out)

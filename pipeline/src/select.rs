@@ -25,13 +25,19 @@ impl Selector {
     pub fn matches(&self, graph: &Graph, id: NodeId) -> bool {
         let n = &graph.nodes[id];
         (self.stages.is_empty() || self.stages.contains(&n.stage))
-            && (self.runs.is_empty() || self.runs.iter().any(|r| n.run.as_deref().is_some_and(|id| run_matches(id, r))))
+            && (self.runs.is_empty()
+                || self
+                    .runs
+                    .iter()
+                    .any(|r| n.run.as_deref().is_some_and(|id| run_matches(id, r))))
             && (self.names.is_empty() || self.names.iter().any(|p| n.name.contains(p.as_str())))
     }
 
     /// The selected nodes and all their ancestors, as a mask.
     pub fn closure(&self, graph: &Graph) -> Vec<bool> {
-        let mut keep: Vec<bool> = (0..graph.nodes.len()).map(|i| self.matches(graph, i)).collect();
+        let mut keep: Vec<bool> = (0..graph.nodes.len())
+            .map(|i| self.matches(graph, i))
+            .collect();
         for id in (0..graph.nodes.len()).rev() {
             if keep[id] {
                 for p in graph.parents(id) {

@@ -24,7 +24,15 @@ pub enum Stage {
 }
 
 /// Every stage, in pipeline order.
-pub const ALL: [Stage; 7] = [Stage::Dataset, Stage::Init, Stage::Train, Stage::Extract, Stage::Probe, Stage::Analyze, Stage::Report];
+pub const ALL: [Stage; 7] = [
+    Stage::Dataset,
+    Stage::Init,
+    Stage::Train,
+    Stage::Extract,
+    Stage::Probe,
+    Stage::Analyze,
+    Stage::Report,
+];
 
 impl Stage {
     /// The stage's name in keys, node names and on the command line.
@@ -71,7 +79,12 @@ impl Stage {
             Stage::Train => &["checkpoint.safetensors", "log.parquet"],
             Stage::Extract => &["representations.safetensors"],
             Stage::Probe => &["probe.parquet"],
-            Stage::Analyze => &["usable_info.parquet", "summary.parquet", "claims.parquet", "training_log.parquet"],
+            Stage::Analyze => &[
+                "usable_info.parquet",
+                "summary.parquet",
+                "claims.parquet",
+                "training_log.parquet",
+            ],
             Stage::Report => &["report.md"],
         }
     }

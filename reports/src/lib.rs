@@ -9,7 +9,10 @@ pub fn markdown(experiment: &str, claims: &Table, summary: &Table) -> Result<Str
     let mut s = format!("# uinfo report: {experiment}\n\n");
     s.push_str("Usable information I_u(Z;Y) = H(Y) - CE_test / ln 2, in bits; intervals are 95% Student-t over seeds.\n\n");
     s.push_str("## Claims\n\n");
-    s.push_str(&table_md(claims, &["claim", "statement", "verdict", "measured", "threshold"])?);
+    s.push_str(&table_md(
+        claims,
+        &["claim", "statement", "verdict", "measured", "threshold"],
+    )?);
     s.push_str("\n## Summary (seeds aggregated)\n\n");
     let cols: Vec<String> = summary
         .columns
@@ -17,7 +20,10 @@ pub fn markdown(experiment: &str, claims: &Table, summary: &Table) -> Result<Str
         .map(|(n, _)| n.clone())
         .filter(|n| n != "experiment" && !n.ends_with("_lower") && !n.ends_with("_upper"))
         .collect();
-    s.push_str(&table_md(summary, &cols.iter().map(String::as_str).collect::<Vec<_>>())?);
+    s.push_str(&table_md(
+        summary,
+        &cols.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?);
     Ok(s)
 }
 
@@ -33,7 +39,11 @@ fn cell(v: &Values, i: usize) -> String {
 /// A Markdown table of the named columns.
 fn table_md(t: &Table, cols: &[&str]) -> Result<String> {
     let values: Vec<&Values> = cols.iter().map(|c| t.column(c)).collect::<Result<_>>()?;
-    let mut s = format!("| {} |\n|{}\n", cols.join(" | "), " --- |".repeat(cols.len()));
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        cols.join(" | "),
+        " --- |".repeat(cols.len())
+    );
     for i in 0..t.rows() {
         let row: Vec<String> = values.iter().map(|v| cell(v, i)).collect();
         s.push_str(&format!("| {} |\n", row.join(" | ")));

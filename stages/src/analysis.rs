@@ -94,30 +94,62 @@ pub fn mean_ci95(xs: &[f64]) -> (f64, f64, f64) {
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.
 fn t_975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     T.get(df.saturating_sub(1)).copied().unwrap_or(1.96)
 }
 
 fn run_columns(t: &mut Table, experiment: &str, runs: &[RunInfo], rows: &[usize], with_seed: bool) {
-    t.push("experiment", Values::Str(vec![experiment.to_string(); rows.len()]));
+    t.push(
+        "experiment",
+        Values::Str(vec![experiment.to_string(); rows.len()]),
+    );
     if with_seed {
-        t.push("run_id", Values::Str(rows.iter().map(|&r| runs[r].id.clone()).collect()));
+        t.push(
+            "run_id",
+            Values::Str(rows.iter().map(|&r| runs[r].id.clone()).collect()),
+        );
     }
-    t.push("config", Values::Str(rows.iter().map(|&r| runs[r].config.clone()).collect()));
+    t.push(
+        "config",
+        Values::Str(rows.iter().map(|&r| runs[r].config.clone()).collect()),
+    );
     if let Some(first) = runs.first() {
         for (k, (name, v)) in first.params.iter().enumerate() {
             let values = match v {
                 ParamValue::I64(_) => Values::I64(
-                    rows.iter().map(|&r| if let ParamValue::I64(x) = &runs[r].params[k].1 { *x } else { 0 }).collect(),
+                    rows.iter()
+                        .map(|&r| {
+                            if let ParamValue::I64(x) = &runs[r].params[k].1 {
+                                *x
+                            } else {
+                                0
+                            }
+                        })
+                        .collect(),
                 ),
                 ParamValue::F64(_) => Values::F64(
-                    rows.iter().map(|&r| if let ParamValue::F64(x) = &runs[r].params[k].1 { Some(*x) } else { None }).collect(),
+                    rows.iter()
+                        .map(|&r| {
+                            if let ParamValue::F64(x) = &runs[r].params[k].1 {
+                                Some(*x)
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
                 ),
                 ParamValue::Str(_) => Values::Str(
                     rows.iter()
-                        .map(|&r| if let ParamValue::Str(x) = &runs[r].params[k].1 { x.clone() } else { String::new() })
+                        .map(|&r| {
+                            if let ParamValue::Str(x) = &runs[r].params[k].1 {
+                                x.clone()
+                            } else {
+                                String::new()
+                            }
+                        })
                         .collect(),
                 ),
             };
@@ -125,7 +157,10 @@ fn run_columns(t: &mut Table, experiment: &str, runs: &[RunInfo], rows: &[usize]
         }
     }
     if with_seed {
-        t.push("seed", Values::I64(rows.iter().map(|&r| runs[r].seed as i64).collect()));
+        t.push(
+            "seed",
+            Values::I64(rows.iter().map(|&r| runs[r].seed as i64).collect()),
+        );
     }
 }
 
@@ -144,11 +179,31 @@ fn with_run(experiment: &str, runs: &[RunInfo], run: usize, table: &Table) -> Ta
 pub fn analyze(input: &AnalysisInput) -> Result<Analysis> {
     let exp = &input.experiment;
     let mut probes: Vec<&(usize, Table)> = input.probes.iter().collect();
-    probes.sort_by_key(|(r, t)| (*r, t.i64("epoch").ok().and_then(|e| e.first().copied()).unwrap_or(0)));
-    let usable_info =
-        Table::concat(&probes.iter().map(|(r, t)| with_run(exp, &input.runs, *r, t)).collect::<Vec<_>>())?;
+    probes.sort_by_key(|(r, t)| {
+        (
+            *r,
+            t.i64("epoch")
+                .ok()
+                .and_then(|e| e.first().copied())
+                .unwrap_or(0),
+        )
+    });
+    let usable_info = Table::concat(
+        &probes
+            .iter()
+            .map(|(r, t)| with_run(exp, &input.runs, *r, t))
+            .collect::<Vec<_>>(),
+    )?;
     let mut logs: Vec<&(usize, Table, f64)> = input.logs.iter().collect();
-    logs.sort_by_key(|(r, t, _)| (*r, t.i64("epoch").ok().and_then(|e| e.first().copied()).unwrap_or(0)));
+    logs.sort_by_key(|(r, t, _)| {
+        (
+            *r,
+            t.i64("epoch")
+                .ok()
+                .and_then(|e| e.first().copied())
+                .unwrap_or(0),
+        )
+    });
     let training_log = Table::concat(
         &logs
             .iter()
@@ -162,7 +217,12 @@ pub fn analyze(input: &AnalysisInput) -> Result<Analysis> {
     let series = Series::collect(&usable_info, &input.runs)?;
     let summary = summary_table(exp, &input.runs, &series);
     let claims = claims_table(&input.runs, &series, &input.ceiling_bits);
-    Ok(Analysis { usable_info, summary, claims, training_log })
+    Ok(Analysis {
+        usable_info,
+        summary,
+        claims,
+        training_log,
+    })
 }
 
 /// Bits over epochs for each (config, layer, label, decoder), per seed.
@@ -184,9 +244,19 @@ impl CurveStats {
     fn of(points: &[(i64, f64)]) -> CurveStats {
         let mut pts = points.to_vec();
         pts.sort_by_key(|p| p.0);
-        let (peak_epoch, peak) = pts.iter().fold((0, f64::NEG_INFINITY), |acc, &(e, b)| if b > acc.1 { (e, b) } else { acc });
+        let (peak_epoch, peak) =
+            pts.iter().fold(
+                (0, f64::NEG_INFINITY),
+                |acc, &(e, b)| if b > acc.1 { (e, b) } else { acc },
+            );
         let &(last_epoch, last) = pts.last().unwrap_or(&(0, f64::NAN));
-        CurveStats { initial: pts.first().map(|p| p.1).unwrap_or(f64::NAN), peak, peak_epoch: peak_epoch as f64, last, last_epoch }
+        CurveStats {
+            initial: pts.first().map(|p| p.1).unwrap_or(f64::NAN),
+            peak,
+            peak_epoch: peak_epoch as f64,
+            last,
+            last_epoch,
+        }
     }
 }
 
@@ -197,7 +267,11 @@ impl Series {
             return Ok(Series { by_key });
         }
         let ids = usable.str("run_id")?;
-        let index: BTreeMap<&str, usize> = runs.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let index: BTreeMap<&str, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
         let (epoch, li, layer, label, dec, bits) = (
             usable.i64("epoch")?,
             usable.i64("layer_index")?,
@@ -209,7 +283,13 @@ impl Series {
         for i in 0..usable.rows() {
             let r = index[ids[i].as_str()];
             by_key
-                .entry((runs[r].config.clone(), li[i], layer[i].clone(), label[i].clone(), dec[i].clone()))
+                .entry((
+                    runs[r].config.clone(),
+                    li[i],
+                    layer[i].clone(),
+                    label[i].clone(),
+                    dec[i].clone(),
+                ))
                 .or_default()
                 .entry(r)
                 .or_default()
@@ -218,10 +298,18 @@ impl Series {
         Ok(Series { by_key })
     }
 
-    fn stats(&self, config: &str, layer_index: i64, label: &str, decoder: &str) -> Option<Vec<CurveStats>> {
+    fn stats(
+        &self,
+        config: &str,
+        layer_index: i64,
+        label: &str,
+        decoder: &str,
+    ) -> Option<Vec<CurveStats>> {
         self.by_key
             .iter()
-            .find(|((c, li, _, lb, d), _)| c == config && *li == layer_index && lb == label && d == decoder)
+            .find(|((c, li, _, lb, d), _)| {
+                c == config && *li == layer_index && lb == label && d == decoder
+            })
             .map(|(_, per_run)| per_run.values().map(|pts| CurveStats::of(pts)).collect())
     }
 
@@ -231,15 +319,24 @@ impl Series {
 
     fn preferred_decoder(&self) -> Option<String> {
         let decs: Vec<&String> = self.by_key.keys().map(|k| &k.4).collect();
-        decs.iter().find(|d| d.as_str() == "linear").or(decs.first()).map(|d| d.to_string())
+        decs.iter()
+            .find(|d| d.as_str() == "linear")
+            .or(decs.first())
+            .map(|d| d.to_string())
     }
 }
 
 fn summary_table(exp: &str, runs: &[RunInfo], series: &Series) -> Table {
     let mut rep_run = Vec::new();
     let mut cols: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
-    let (mut li, mut layer, mut label, mut dec, mut n_seeds, mut last_epoch) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut li, mut layer, mut label, mut dec, mut n_seeds, mut last_epoch) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for ((_, l_i, l, lb, d), per_run) in &series.by_key {
         let stats: Vec<CurveStats> = per_run.values().map(|p| CurveStats::of(p)).collect();
         rep_run.push(*per_run.keys().next().expect("non-empty"));
@@ -250,7 +347,10 @@ fn summary_table(exp: &str, runs: &[RunInfo], series: &Series) -> Table {
         n_seeds.push(stats.len() as i64);
         last_epoch.push(stats.iter().map(|s| s.last_epoch).max().unwrap_or(0));
         for (name, f) in [
-            ("initial_bits", (|s: &CurveStats| s.initial) as fn(&CurveStats) -> f64),
+            (
+                "initial_bits",
+                (|s: &CurveStats| s.initial) as fn(&CurveStats) -> f64,
+            ),
             ("peak_bits", |s| s.peak),
             ("peak_epoch", |s| s.peak_epoch),
             ("final_bits", |s| s.last),
@@ -304,7 +404,11 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
         seen.into_iter().collect()
     };
     let ceiling_of = |config: &str| {
-        runs.iter().position(|r| r.config == config).and_then(|i| ceilings.get(i)).copied().unwrap_or(f64::NAN)
+        runs.iter()
+            .position(|r| r.config == config)
+            .and_then(|i| ceilings.get(i))
+            .copied()
+            .unwrap_or(f64::NAN)
     };
     let (Some(last), Some(dec)) = (series.last_layer(), series.preferred_decoder()) else {
         return claims_to_table(vec![Claim {
@@ -328,7 +432,10 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
             let (m, _, _) = mean_ci95(&finals);
             let ceiling = ceiling_of(c);
             all_hold &= m >= C1_FRACTION_OF_CEILING * ceiling;
-            parts.push(format!("{c}: final {} of ceiling {ceiling:.3} bits", fmt_ci(&finals)));
+            parts.push(format!(
+                "{c}: final {} of ceiling {ceiling:.3} bits",
+                fmt_ci(&finals)
+            ));
         }
     }
     claims.push(Claim {
@@ -339,33 +446,55 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
         verdict: if !any { "not evaluated" } else if all_hold { "holds" } else { "does not hold" },
     });
 
-    let noisiest = configs.iter().cloned().fold(None::<(String, f64)>, |a, c| match a {
-        Some(a) if a.1 >= c.1 => Some(a),
-        _ => Some(c),
-    });
-    let quietest = configs.iter().cloned().fold(None::<(String, f64)>, |a, c| match a {
-        Some(a) if a.1 <= c.1 => Some(a),
-        _ => Some(c),
-    });
+    let noisiest = configs
+        .iter()
+        .cloned()
+        .fold(None::<(String, f64)>, |a, c| match a {
+            Some(a) if a.1 >= c.1 => Some(a),
+            _ => Some(c),
+        });
+    let quietest = configs
+        .iter()
+        .cloned()
+        .fold(None::<(String, f64)>, |a, c| match a {
+            Some(a) if a.1 <= c.1 => Some(a),
+            _ => Some(c),
+        });
     let colour = |config: &str| series.stats(config, last, "color", &dec);
     let describe = |c: &str, s: &[CurveStats]| {
         format!(
             "{c} (lr/batch {:.2e}): initial {}, peak {} at epoch {}, final {} bits",
-            configs.iter().find(|x| x.0 == c).map(|x| x.1).unwrap_or(f64::NAN),
+            configs
+                .iter()
+                .find(|x| x.0 == c)
+                .map(|x| x.1)
+                .unwrap_or(f64::NAN),
             fmt_ci(&s.iter().map(|x| x.initial).collect::<Vec<_>>()),
             fmt_ci(&s.iter().map(|x| x.peak).collect::<Vec<_>>()),
             fmt_ci(&s.iter().map(|x| x.peak_epoch).collect::<Vec<_>>()),
             fmt_ci(&s.iter().map(|x| x.last).collect::<Vec<_>>()),
         )
     };
-    let mean = |s: &[CurveStats], f: fn(&CurveStats) -> f64| mean_ci95(&s.iter().map(f).collect::<Vec<_>>()).0;
+    let mean = |s: &[CurveStats], f: fn(&CurveStats) -> f64| {
+        mean_ci95(&s.iter().map(f).collect::<Vec<_>>()).0
+    };
 
     // C2: colour rises early and is then discarded under the noisiest SGD.
-    let c2 = match noisiest.as_ref().and_then(|(c, _)| colour(c).map(|s| (c.clone(), s))) {
+    let c2 = match noisiest
+        .as_ref()
+        .and_then(|(c, _)| colour(c).map(|s| (c.clone(), s)))
+    {
         Some((c, s)) => {
-            let (init, peak, fin) = (mean(&s, |x| x.initial), mean(&s, |x| x.peak), mean(&s, |x| x.last));
+            let (init, peak, fin) = (
+                mean(&s, |x| x.initial),
+                mean(&s, |x| x.peak),
+                mean(&s, |x| x.last),
+            );
             let holds = peak - init >= C2_MIN_RISE_BITS && fin <= C2_MAX_FINAL_FRACTION * peak;
-            (describe(&c, &s), if holds { "holds" } else { "does not hold" })
+            (
+                describe(&c, &s),
+                if holds { "holds" } else { "does not hold" },
+            )
         }
         None => ("no colour measurements".to_string(), "not evaluated"),
     };
@@ -384,15 +513,26 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
         (Some(n), Some(q)) if n.0 != q.0 => match colour(&q.0) {
             Some(s) => {
                 let (peak, fin) = (mean(&s, |x| x.peak), mean(&s, |x| x.last));
-                (describe(&q.0, &s), if fin >= C3_MIN_FINAL_FRACTION * peak { "holds" } else { "does not hold" })
+                (
+                    describe(&q.0, &s),
+                    if fin >= C3_MIN_FINAL_FRACTION * peak {
+                        "holds"
+                    } else {
+                        "does not hold"
+                    },
+                )
             }
             None => ("no colour measurements".to_string(), "not evaluated"),
         },
-        _ => ("only one SGD regime in this experiment".to_string(), "not evaluated"),
+        _ => (
+            "only one SGD regime in this experiment".to_string(),
+            "not evaluated",
+        ),
     };
     claims.push(Claim {
         id: "C3",
-        statement: "colour information at the last hidden layer is retained under low lr or large batch",
+        statement:
+            "colour information at the last hidden layer is retained under low lr or large batch",
         measured: format!("{layer_name}; quietest configuration {}", c3.0),
         threshold: format!("mean final >= {C3_MIN_FINAL_FRACTION} x mean peak"),
         verdict: c3.1,
@@ -402,11 +542,26 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
 
 fn claims_to_table(claims: Vec<Claim>) -> Table {
     let mut t = Table::default();
-    t.push("claim", Values::Str(claims.iter().map(|c| c.id.to_string()).collect()));
-    t.push("statement", Values::Str(claims.iter().map(|c| c.statement.to_string()).collect()));
-    t.push("measured", Values::Str(claims.iter().map(|c| c.measured.clone()).collect()));
-    t.push("threshold", Values::Str(claims.iter().map(|c| c.threshold.clone()).collect()));
-    t.push("verdict", Values::Str(claims.iter().map(|c| c.verdict.to_string()).collect()));
+    t.push(
+        "claim",
+        Values::Str(claims.iter().map(|c| c.id.to_string()).collect()),
+    );
+    t.push(
+        "statement",
+        Values::Str(claims.iter().map(|c| c.statement.to_string()).collect()),
+    );
+    t.push(
+        "measured",
+        Values::Str(claims.iter().map(|c| c.measured.clone()).collect()),
+    );
+    t.push(
+        "threshold",
+        Values::Str(claims.iter().map(|c| c.threshold.clone()).collect()),
+    );
+    t.push(
+        "verdict",
+        Values::Str(claims.iter().map(|c| c.verdict.to_string()).collect()),
+    );
     t
 }
 

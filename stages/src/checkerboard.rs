@@ -10,11 +10,18 @@ use crate::rng::Rng;
 use crate::tensors::{NamedTensor, TensorFile};
 
 /// The 14 red-square counts R, drawn uniformly.
-pub const RED_COUNTS: [u32; 14] = [11, 45, 67, 78, 90, 101, 108, 117, 124, 135, 147, 158, 180, 214];
+pub const RED_COUNTS: [u32; 14] = [
+    11, 45, 67, 78, 90, 101, 108, 117, 124, 135, 147, 158, 180, 214,
+];
 /// Squares on the board.
 pub const SQUARES: u32 = 225;
 /// The labels kept with every example, with their number of classes.
-pub const LABELS: [(&str, usize); 4] = [("direction", 2), ("color", 2), ("target", 2), ("condition", 14)];
+pub const LABELS: [(&str, usize); 4] = [
+    ("direction", 2),
+    ("color", 2),
+    ("target", 2),
+    ("condition", 14),
+];
 /// Number of input features.
 pub const INPUT_DIM: usize = 4;
 
@@ -46,7 +53,13 @@ pub struct DatasetParams {
 
 impl Default for DatasetParams {
     fn default() -> Self {
-        DatasetParams { n: 10_000, val_fraction: 0.1, encoding: Encoding::Coherence, noise: 0.1, seed: 0 }
+        DatasetParams {
+            n: 10_000,
+            val_fraction: 0.1,
+            encoding: Encoding::Coherence,
+            noise: 0.1,
+            seed: 0,
+        }
     }
 }
 
@@ -108,14 +121,19 @@ pub fn classes(label: &str) -> Result<usize> {
         .iter()
         .find(|(n, _)| *n == label)
         .map(|(_, k)| *k)
-        .ok_or_else(|| anyhow::anyhow!("unknown label `{label}` (known: direction, color, target, condition)"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown label `{label}` (known: direction, color, target, condition)")
+        })
 }
 
 /// Generates the dataset from its parameters.
 pub fn generate(p: &DatasetParams) -> Dataset {
     let mut rng = Rng::derive(p.seed, "checkerboard", 0);
     let mut inputs = Vec::with_capacity(p.n * INPUT_DIM);
-    let mut labels: BTreeMap<String, Vec<i64>> = LABELS.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
+    let mut labels: BTreeMap<String, Vec<i64>> = LABELS
+        .iter()
+        .map(|(n, _)| (n.to_string(), Vec::new()))
+        .collect();
     for _ in 0..p.n {
         let cond = rng.below(RED_COUNTS.len() as u64) as usize;
         let r = RED_COUNTS[cond];
@@ -134,17 +152,33 @@ pub fn generate(p: &DatasetParams) -> Dataset {
         // t = −1: left target red. Red dominant → go to the red target.
         let left_is_red = t < 0.0;
         let go_left = left_is_red == red_dominant;
-        labels.get_mut("direction").unwrap().push(if go_left { 0 } else { 1 });
-        labels.get_mut("color").unwrap().push(if red_dominant { 1 } else { 0 });
-        labels.get_mut("target").unwrap().push(if left_is_red { 0 } else { 1 });
+        labels
+            .get_mut("direction")
+            .unwrap()
+            .push(if go_left { 0 } else { 1 });
+        labels
+            .get_mut("color")
+            .unwrap()
+            .push(if red_dominant { 1 } else { 0 });
+        labels
+            .get_mut("target")
+            .unwrap()
+            .push(if left_is_red { 0 } else { 1 });
         labels.get_mut("condition").unwrap().push(cond as i64);
     }
     let n_train = p.n_train();
     let split = |range: std::ops::Range<usize>| Split {
         inputs: inputs[range.start * INPUT_DIM..range.end * INPUT_DIM].to_vec(),
-        labels: labels.iter().map(|(k, v)| (k.clone(), v[range.clone()].to_vec())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v[range.clone()].to_vec()))
+            .collect(),
     };
-    Dataset { train: split(0..n_train), val: split(n_train..p.n), params: p.clone() }
+    Dataset {
+        train: split(0..n_train),
+        val: split(n_train..p.n),
+        params: p.clone(),
+    }
 }
 
 /// Posterior probability that red dominates, for each example of a split, under the generating
@@ -158,7 +192,9 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
                     let c = 2.0 * r as f64 / SQUARES as f64 - 1.0;
                     (c, -c)
                 }
-                Encoding::Proportion => (r as f64 / SQUARES as f64, 1.0 - r as f64 / SQUARES as f64),
+                Encoding::Proportion => {
+                    (r as f64 / SQUARES as f64, 1.0 - r as f64 / SQUARES as f64)
+                }
             };
             (a, b, r * 2 > SQUARES)
         })
@@ -170,7 +206,9 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
         .map(|x| {
             let logs: Vec<f64> = means
                 .iter()
-                .map(|(a, b, _)| -((x[2] as f64 - a).powi(2) + (x[3] as f64 - b).powi(2)) / (2.0 * var))
+                .map(|(a, b, _)| {
+                    -((x[2] as f64 - a).powi(2) + (x[3] as f64 - b).powi(2)) / (2.0 * var)
+                })
                 .collect();
             let m = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let (mut red, mut all) = (0.0, 0.0);
@@ -206,12 +244,21 @@ impl Dataset {
     pub fn to_file(&self) -> TensorFile {
         let mut f = TensorFile::default();
         for (name, split) in [("train", &self.train), ("val", &self.val)] {
-            f.insert(format!("{name}.inputs"), NamedTensor::f32(vec![split.len(), INPUT_DIM], split.inputs.clone()));
+            f.insert(
+                format!("{name}.inputs"),
+                NamedTensor::f32(vec![split.len(), INPUT_DIM], split.inputs.clone()),
+            );
             for (label, ys) in &split.labels {
-                f.insert(format!("{name}.{label}"), NamedTensor::i64(vec![ys.len()], ys.clone()));
+                f.insert(
+                    format!("{name}.{label}"),
+                    NamedTensor::i64(vec![ys.len()], ys.clone()),
+                );
             }
         }
-        f.metadata.insert("params".into(), serde_json::to_string(&self.params).expect("json"));
+        f.metadata.insert(
+            "params".into(),
+            serde_json::to_string(&self.params).expect("json"),
+        );
         f
     }
 
@@ -222,11 +269,18 @@ impl Dataset {
             let inputs = f.f32(&format!("{name}.inputs"))?.to_vec();
             let mut labels = BTreeMap::new();
             for (label, _) in LABELS {
-                labels.insert(label.to_string(), f.i64(&format!("{name}.{label}"))?.to_vec());
+                labels.insert(
+                    label.to_string(),
+                    f.i64(&format!("{name}.{label}"))?.to_vec(),
+                );
             }
             Ok(Split { inputs, labels })
         };
-        Ok(Dataset { train: split("train")?, val: split("val")?, params })
+        Ok(Dataset {
+            train: split("train")?,
+            val: split("val")?,
+            params,
+        })
     }
 }
 
@@ -236,7 +290,10 @@ mod tests {
 
     #[test]
     fn labels_follow_the_task() {
-        let d = generate(&DatasetParams { noise: 0.0, ..Default::default() });
+        let d = generate(&DatasetParams {
+            noise: 0.0,
+            ..Default::default()
+        });
         assert_eq!(d.train.len(), 9000);
         assert_eq!(d.val.len(), 1000);
         for i in 0..d.train.len() {
@@ -255,13 +312,20 @@ mod tests {
     fn same_seed_same_data_other_seed_other_data() {
         let p = DatasetParams::default();
         assert_eq!(generate(&p), generate(&p));
-        assert_ne!(generate(&p).train.inputs, generate(&DatasetParams { seed: 1, ..p }).train.inputs);
+        assert_ne!(
+            generate(&p).train.inputs,
+            generate(&DatasetParams { seed: 1, ..p }).train.inputs
+        );
     }
 
     #[test]
     fn file_round_trip() {
-        let d = generate(&DatasetParams { n: 100, ..Default::default() });
-        let back = Dataset::from_file(&TensorFile::from_bytes(&d.to_file().to_bytes()).unwrap()).unwrap();
+        let d = generate(&DatasetParams {
+            n: 100,
+            ..Default::default()
+        });
+        let back =
+            Dataset::from_file(&TensorFile::from_bytes(&d.to_file().to_bytes()).unwrap()).unwrap();
         assert_eq!(back, d);
     }
 
@@ -270,7 +334,10 @@ mod tests {
         let noisy = generate(&DatasetParams::default());
         let c = colour_ceiling_bits(&noisy.val, &noisy.params).unwrap();
         assert!(c > 0.6 && c < 0.99, "{c}");
-        let p0 = DatasetParams { noise: 0.001, ..Default::default() };
+        let p0 = DatasetParams {
+            noise: 0.001,
+            ..Default::default()
+        };
         let clean = generate(&p0);
         assert!(colour_ceiling_bits(&clean.val, &p0).unwrap() > 0.99);
     }

@@ -34,7 +34,14 @@ impl Checkpoint {
     /// A checkpoint at epoch 0 with zero momentum.
     pub fn initial(shape: Shape, weights: Weights, seed: u64) -> Checkpoint {
         let momentum = zeros_like(&weights);
-        Checkpoint { shape, weights, momentum, epoch: 0, step: 0, seed }
+        Checkpoint {
+            shape,
+            weights,
+            momentum,
+            epoch: 0,
+            step: 0,
+            seed,
+        }
     }
 
     /// The checkpoint as a safetensors file, with `stage` and `version` in its metadata.
@@ -44,26 +51,40 @@ impl Checkpoint {
             f.insert(name.clone(), NamedTensor::f32(shape.clone(), v.clone()));
         }
         for (name, (shape, v)) in &self.momentum {
-            f.insert(format!("momentum.{name}"), NamedTensor::f32(shape.clone(), v.clone()));
+            f.insert(
+                format!("momentum.{name}"),
+                NamedTensor::f32(shape.clone(), v.clone()),
+            );
         }
         f.insert("epoch", NamedTensor::i64(vec![1], vec![self.epoch as i64]));
         f.insert("step", NamedTensor::i64(vec![1], vec![self.step as i64]));
-        f.insert("rng.seed", NamedTensor::i64(vec![1], vec![self.seed as i64]));
-        f.metadata.insert("shape".into(), serde_json::to_string(&self.shape).expect("json"));
+        f.insert(
+            "rng.seed",
+            NamedTensor::i64(vec![1], vec![self.seed as i64]),
+        );
+        f.metadata.insert(
+            "shape".into(),
+            serde_json::to_string(&self.shape).expect("json"),
+        );
         f.metadata.insert("stage".into(), stage.into());
-        f.metadata.insert("uinfo_version".into(), uinfo_version.into());
+        f.metadata
+            .insert("uinfo_version".into(), uinfo_version.into());
         f.metadata.insert("rng".into(), RNG_DOC.into());
         f
     }
 
     /// Reads a checkpoint file back.
     pub fn from_file(f: &TensorFile) -> Result<Checkpoint> {
-        let shape: Shape = serde_json::from_str(f.meta("shape")?).context("checkpoint metadata `shape`")?;
+        let shape: Shape =
+            serde_json::from_str(f.meta("shape")?).context("checkpoint metadata `shape`")?;
         let mut weights = Weights::new();
         let mut momentum = Weights::new();
         for (name, t) in &f.tensors {
             if let Some(param) = name.strip_prefix("momentum.") {
-                momentum.insert(param.to_string(), (t.shape.clone(), t.as_f32(name)?.to_vec()));
+                momentum.insert(
+                    param.to_string(),
+                    (t.shape.clone(), t.as_f32(name)?.to_vec()),
+                );
             } else if name.starts_with("layers.") {
                 weights.insert(name.clone(), (t.shape.clone(), t.as_f32(name)?.to_vec()));
             }
@@ -82,5 +103,7 @@ impl Checkpoint {
 
 /// Zero tensors of the same names and shapes.
 pub fn zeros_like(w: &Weights) -> Weights {
-    w.iter().map(|(k, (s, v))| (k.clone(), (s.clone(), vec![0.0; v.len()]))).collect()
+    w.iter()
+        .map(|(k, (s, v))| (k.clone(), (s.clone(), vec![0.0; v.len()])))
+        .collect()
 }

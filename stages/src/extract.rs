@@ -14,7 +14,10 @@ use crate::tensors::{NamedTensor, TensorFile};
 
 /// Activations of one layer for one split.
 fn host(t: &Tensor) -> Result<NamedTensor> {
-    Ok(NamedTensor::f32(t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?))
+    Ok(NamedTensor::f32(
+        t.dims().to_vec(),
+        t.flatten_all()?.to_vec1::<f32>()?,
+    ))
 }
 
 /// Runs the network over both splits and collects the probed layers' activations.
@@ -30,7 +33,8 @@ pub fn extract(ckpt: &Checkpoint, data: &Dataset, device: &Device) -> Result<Ten
         }
         f.insert(format!("{name}.logits"), host(&out.logits)?);
     }
-    f.metadata.insert("layers".into(), serde_json::to_string(&layers)?);
+    f.metadata
+        .insert("layers".into(), serde_json::to_string(&layers)?);
     f.metadata.insert("epoch".into(), ckpt.epoch.to_string());
     f.metadata.insert("step".into(), ckpt.step.to_string());
     Ok(f)

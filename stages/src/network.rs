@@ -36,7 +36,12 @@ pub struct ModelParams {
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { arch: Arch::Fc, depth: 3, width: 100, init_scale: 1.0 }
+        ModelParams {
+            arch: Arch::Fc,
+            depth: 3,
+            width: 100,
+            init_scale: 1.0,
+        }
     }
 }
 
@@ -66,7 +71,9 @@ impl Shape {
 
     /// Names of the probed layers, index 1..=depth.
     pub fn probed_layers(&self) -> Vec<String> {
-        (1..=self.model.depth).map(|i| format!("hidden{i}")).collect()
+        (1..=self.model.depth)
+            .map(|i| format!("hidden{i}"))
+            .collect()
     }
 }
 
@@ -79,9 +86,16 @@ pub fn init_weights(shape: &Shape, seed: u64) -> Weights {
     for (i, (fan_in, fan_out)) in shape.layer_dims().into_iter().enumerate() {
         let bound = shape.model.init_scale / (fan_in as f64).sqrt();
         let mut rng = Rng::derive(seed, "init", i as u64);
-        let weight: Vec<f32> = (0..fan_in * fan_out).map(|_| rng.uniform_in(-bound, bound) as f32).collect();
-        let bias: Vec<f32> = (0..fan_out).map(|_| rng.uniform_in(-bound, bound) as f32).collect();
-        w.insert(format!("layers.{i}.weight"), (vec![fan_out, fan_in], weight));
+        let weight: Vec<f32> = (0..fan_in * fan_out)
+            .map(|_| rng.uniform_in(-bound, bound) as f32)
+            .collect();
+        let bias: Vec<f32> = (0..fan_out)
+            .map(|_| rng.uniform_in(-bound, bound) as f32)
+            .collect();
+        w.insert(
+            format!("layers.{i}.weight"),
+            (vec![fan_out, fan_in], weight),
+        );
         w.insert(format!("layers.{i}.bias"), (vec![fan_out], bias));
     }
     w
@@ -108,7 +122,11 @@ impl Network {
         for (i, (fan_in, fan_out)) in shape.layer_dims().into_iter().enumerate() {
             let get = |name: String, expect: Vec<usize>| -> Result<Var> {
                 match w.get(&name) {
-                    Some((s, v)) if *s == expect => Ok(Var::from_tensor(&Tensor::from_slice(v, s.as_slice(), device)?)?),
+                    Some((s, v)) if *s == expect => Ok(Var::from_tensor(&Tensor::from_slice(
+                        v,
+                        s.as_slice(),
+                        device,
+                    )?)?),
                     Some((s, _)) => bail!("weight `{name}` has shape {s:?}, expected {expect:?}"),
                     None => bail!("weight `{name}` is missing"),
                 }
@@ -136,7 +154,10 @@ impl Network {
         let mut w = Weights::new();
         for (name, var) in self.named_vars() {
             let t = var.as_tensor();
-            w.insert(name, (t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?));
+            w.insert(
+                name,
+                (t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?),
+            );
         }
         Ok(w)
     }
@@ -147,7 +168,9 @@ impl Network {
         let mut hidden = Vec::new();
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
-            let z = h.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let z = h
+                .matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())?;
             if i == last {
                 return Ok(Forward { hidden, logits: z });
             }

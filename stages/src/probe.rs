@@ -26,7 +26,11 @@ pub struct ProbeParams {
 pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device) -> Result<Table> {
     let all = layer_names(reps)?;
     let layers: Vec<(usize, String)> = if p.layers.is_empty() {
-        all.iter().cloned().enumerate().map(|(i, n)| (i + 1, n)).collect()
+        all.iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (i + 1, n))
+            .collect()
     } else {
         p.layers
             .iter()
@@ -52,7 +56,8 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device
                 y_test: data.val.label(label)?,
                 classes: classes(label)?,
             };
-            let m = measure(&data, &p.decoder, device).with_context(|| format!("decoding `{label}` from `{layer}`"))?;
+            let m = measure(&data, &p.decoder, device)
+                .with_context(|| format!("decoding `{label}` from `{layer}`"))?;
             rows.epoch.push(epoch);
             rows.step.push(step);
             rows.layer_index.push(*index as i64);
@@ -109,7 +114,10 @@ impl Rows {
         t.push("decoder_hidden", Values::I64(vec![d.hidden as i64; n]));
         t.push("decoder_lr", Values::F64(vec![Some(d.lr); n]));
         t.push("decoder_steps", Values::I64(vec![d.steps as i64; n]));
-        t.push("decoder_eval_every", Values::I64(vec![d.eval_every as i64; n]));
+        t.push(
+            "decoder_eval_every",
+            Values::I64(vec![d.eval_every as i64; n]),
+        );
         t.push("decoder_standardize", Values::Bool(vec![d.standardize; n]));
         t.push("decoder_holdout", Values::F64(vec![Some(d.holdout); n]));
         t.push("decoder_seed", Values::I64(vec![d.seed as i64; n]));

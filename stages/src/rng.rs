@@ -111,8 +111,14 @@ mod tests {
     fn streams_are_reproducible_and_distinct() {
         let a: Vec<u64> = (0..4).map(|_| Rng::derive(1, "x", 2).next_u64()).collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(Rng::derive(1, "x", 2).next_u64(), Rng::derive(1, "x", 3).next_u64());
-        assert_ne!(Rng::derive(1, "x", 2).next_u64(), Rng::derive(1, "y", 2).next_u64());
+        assert_ne!(
+            Rng::derive(1, "x", 2).next_u64(),
+            Rng::derive(1, "x", 3).next_u64()
+        );
+        assert_ne!(
+            Rng::derive(1, "x", 2).next_u64(),
+            Rng::derive(1, "y", 2).next_u64()
+        );
     }
 
     #[test]

@@ -96,7 +96,10 @@ impl Table {
         let mut cols = Vec::with_capacity(self.columns.len());
         for (name, values) in &self.columns {
             if values.len() != height {
-                bail!("column `{name}` has {} rows, expected {height}", values.len());
+                bail!(
+                    "column `{name}` has {} rows, expected {height}",
+                    values.len()
+                );
             }
             let name: PlSmallStr = name.as_str().into();
             cols.push(match values {
@@ -116,15 +119,24 @@ impl Table {
 
     /// Decodes a Parquet file written by [`Table::to_parquet`].
     pub fn from_parquet(bytes: &[u8]) -> Result<Table> {
-        let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| anyhow!("not a readable Parquet file: {e}"))?;
+        let df = ParquetReader::new(Cursor::new(bytes))
+            .finish()
+            .map_err(|e| anyhow!("not a readable Parquet file: {e}"))?;
         let mut t = Table::default();
         for col in df.columns() {
             let s = col.as_materialized_series();
             let values = match s.dtype() {
                 DataType::Float64 => Values::F64(s.f64()?.iter().collect()),
                 DataType::Int64 => Values::I64(s.i64()?.iter().map(|x| x.unwrap_or(0)).collect()),
-                DataType::String => Values::Str(s.str()?.iter().map(|x| x.unwrap_or("").to_string()).collect()),
-                DataType::Boolean => Values::Bool(s.bool()?.iter().map(|x| x.unwrap_or(false)).collect()),
+                DataType::String => Values::Str(
+                    s.str()?
+                        .iter()
+                        .map(|x| x.unwrap_or("").to_string())
+                        .collect(),
+                ),
+                DataType::Boolean => {
+                    Values::Bool(s.bool()?.iter().map(|x| x.unwrap_or(false)).collect())
+                }
                 other => bail!("column `{}` has unsupported type {other}", s.name()),
             };
             t.push(s.name().as_str(), values);
@@ -134,7 +146,9 @@ impl Table {
 
     /// Concatenates tables with the same columns, in order.
     pub fn concat(tables: &[Table]) -> Result<Table> {
-        let Some(first) = tables.first() else { return Ok(Table::default()) };
+        let Some(first) = tables.first() else {
+            return Ok(Table::default());
+        };
         let mut out = first.clone();
         for t in &tables[1..] {
             if t.columns.len() != out.columns.len() {

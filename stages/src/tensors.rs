@@ -28,13 +28,19 @@ impl NamedTensor {
     /// A float tensor; panics only if `shape` and `data` disagree (a programming error).
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> NamedTensor {
         assert_eq!(shape.iter().product::<usize>(), data.len());
-        NamedTensor { shape, data: TensorData::F32(data) }
+        NamedTensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 
     /// An integer tensor; panics only if `shape` and `data` disagree.
     pub fn i64(shape: Vec<usize>, data: Vec<i64>) -> NamedTensor {
         assert_eq!(shape.iter().product::<usize>(), data.len());
-        NamedTensor { shape, data: TensorData::I64(data) }
+        NamedTensor {
+            shape,
+            data: TensorData::I64(data),
+        }
     }
 
     /// The float values, or an error naming the tensor.
@@ -126,8 +132,12 @@ impl TensorFile {
         out.extend_from_slice(&head);
         for t in self.tensors.values() {
             match &t.data {
-                TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                TensorData::F32(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                TensorData::I64(v) => v
+                    .iter()
+                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             }
         }
         out
@@ -135,8 +145,10 @@ impl TensorFile {
 
     /// Parses safetensors bytes (F32 and I64 tensors only).
     pub fn from_bytes(bytes: &[u8]) -> Result<TensorFile> {
-        let st = safetensors::SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).context("not a valid safetensors header")?;
+        let st =
+            safetensors::SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .context("not a valid safetensors header")?;
         let metadata = meta
             .metadata()
             .as_ref()
@@ -148,10 +160,14 @@ impl TensorFile {
             let raw = view.data();
             let data = match view.dtype() {
                 safetensors::Dtype::F32 => TensorData::F32(
-                    raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
                 ),
                 safetensors::Dtype::I64 => TensorData::I64(
-                    raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+                    raw.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
                 ),
                 other => bail!("tensor `{name}` has dtype {other:?}; uinfo reads F32 and I64"),
             };
@@ -170,7 +186,13 @@ mod tests {
         let mut f = TensorFile::default();
         f.metadata.insert("stage".into(), "test".into());
         f.metadata.insert("a".into(), "1".into());
-        f.insert("w", NamedTensor::f32(vec![2, 3], vec![1.0, -2.5, 3.0, 0.0, f32::MIN_POSITIVE, 7.0]));
+        f.insert(
+            "w",
+            NamedTensor::f32(
+                vec![2, 3],
+                vec![1.0, -2.5, 3.0, 0.0, f32::MIN_POSITIVE, 7.0],
+            ),
+        );
         f.insert("y", NamedTensor::i64(vec![3], vec![0, 1, -5]));
         let bytes = f.to_bytes();
         assert_eq!(bytes, f.clone().to_bytes());

@@ -116,14 +116,23 @@ fn split_tensors(split: &Split, label: &str, device: &Device) -> Result<(Tensor,
 pub fn loss_and_accuracy(logits: &Tensor, y: &Tensor) -> Result<(f64, f64)> {
     let loss = candle_nn::loss::cross_entropy(logits, y)?.to_scalar::<f32>()? as f64;
     let pred = logits.argmax(D::Minus1)?;
-    let correct = pred.eq(y)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as f64;
+    let correct = pred
+        .eq(y)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()? as f64;
     Ok((loss, correct / y.dims()[0].max(1) as f64))
 }
 
 /// Trains from `start` to `params.to_epoch` and returns the new checkpoint and one log row per
 /// epoch. Deterministic: epoch e's order depends only on (seed, e), so a chain of segments gives
 /// the same bits as one uninterrupted run.
-pub fn run_segment(start: &Checkpoint, data: &Dataset, params: &SegmentParams, device: &Device) -> Result<(Checkpoint, Vec<EpochLog>)> {
+pub fn run_segment(
+    start: &Checkpoint,
+    data: &Dataset,
+    params: &SegmentParams,
+    device: &Device,
+) -> Result<(Checkpoint, Vec<EpochLog>)> {
     let opt = &params.optimiser;
     let net = Network::from_weights(&start.shape, &start.weights, device)?;
     let mut momentum: Vec<Tensor> = net
@@ -157,10 +166,19 @@ pub fn run_segment(start: &Checkpoint, data: &Dataset, params: &SegmentParams, d
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
-                return Err(Diverged { epoch: epoch + 1, step, loss: loss_value }.into());
+                return Err(Diverged {
+                    epoch: epoch + 1,
+                    step,
+                    loss: loss_value,
+                }
+                .into());
             }
             let pred = logits.argmax(D::Minus1)?;
-            correct += pred.eq(&y)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as f64;
+            correct += pred
+                .eq(&y)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()? as f64;
             loss_sum += loss_value as f64 * batch.len() as f64;
             seen += batch.len();
             let grads = loss.backward()?;
@@ -180,7 +198,12 @@ pub fn run_segment(start: &Checkpoint, data: &Dataset, params: &SegmentParams, d
         }
         let (val_loss, val_accuracy) = loss_and_accuracy(&net.forward(&x_val)?.logits, &y_val)?;
         if !val_loss.is_finite() {
-            return Err(Diverged { epoch: epoch + 1, step, loss: val_loss as f32 }.into());
+            return Err(Diverged {
+                epoch: epoch + 1,
+                step,
+                loss: val_loss as f32,
+            }
+            .into());
         }
         logs.push(EpochLog {
             epoch: epoch + 1,
@@ -196,10 +219,17 @@ pub fn run_segment(start: &Checkpoint, data: &Dataset, params: &SegmentParams, d
     let names: Vec<String> = net.named_vars().into_iter().map(|(n, _)| n).collect();
     let mut mom = Weights::new();
     for (name, buf) in names.into_iter().zip(&momentum) {
-        mom.insert(name, (buf.dims().to_vec(), buf.flatten_all()?.to_vec1::<f32>()?));
+        mom.insert(
+            name,
+            (buf.dims().to_vec(), buf.flatten_all()?.to_vec1::<f32>()?),
+        );
     }
     if params.to_epoch < start.epoch {
-        bail!("segment ends at epoch {} before its start {}", params.to_epoch, start.epoch);
+        bail!(
+            "segment ends at epoch {} before its start {}",
+            params.to_epoch,
+            start.epoch
+        );
     }
     let end = Checkpoint {
         shape: start.shape.clone(),

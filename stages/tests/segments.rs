@@ -15,7 +15,10 @@ fn params(to_epoch: usize) -> SegmentParams {
             batch: 32,
             momentum: 0.9,
             weight_decay: 5e-3,
-            schedule: Schedule::Step { every: 2, gamma: 0.5 },
+            schedule: Schedule::Step {
+                every: 2,
+                gamma: 0.5,
+            },
         },
         phase_start: 0,
         to_epoch,
@@ -25,8 +28,15 @@ fn params(to_epoch: usize) -> SegmentParams {
 
 #[test]
 fn chained_segments_equal_one_uninterrupted_run() {
-    let data = generate(&DatasetParams { n: 1000, ..Default::default() });
-    let shape = Shape { model: ModelParams::default(), inputs: 4, classes: 2 };
+    let data = generate(&DatasetParams {
+        n: 1000,
+        ..Default::default()
+    });
+    let shape = Shape {
+        model: ModelParams::default(),
+        inputs: 4,
+        classes: 2,
+    };
     let start = Checkpoint::initial(shape.clone(), init_weights(&shape, 3), 3);
     let dev = Device::Cpu;
     let (whole, whole_log) = run_segment(&start, &data, &params(5), &dev).unwrap();
@@ -41,7 +51,10 @@ fn chained_segments_equal_one_uninterrupted_run() {
         ckpt = next;
     }
     assert_eq!(ckpt, whole);
-    assert_eq!(ckpt.to_file("train", "test").to_bytes(), whole.to_file("train", "test").to_bytes());
+    assert_eq!(
+        ckpt.to_file("train", "test").to_bytes(),
+        whole.to_file("train", "test").to_bytes()
+    );
     assert_eq!(logs, whole_log);
     assert_eq!(whole.step, 5 * 29);
     assert_ne!(whole.weights, start.weights);
@@ -49,8 +62,15 @@ fn chained_segments_equal_one_uninterrupted_run() {
 
 #[test]
 fn another_seed_gives_other_weights() {
-    let data = generate(&DatasetParams { n: 500, ..Default::default() });
-    let shape = Shape { model: ModelParams::default(), inputs: 4, classes: 2 };
+    let data = generate(&DatasetParams {
+        n: 500,
+        ..Default::default()
+    });
+    let shape = Shape {
+        model: ModelParams::default(),
+        inputs: 4,
+        classes: 2,
+    };
     let a = Checkpoint::initial(shape.clone(), init_weights(&shape, 0), 0);
     let b = Checkpoint::initial(shape.clone(), init_weights(&shape, 1), 1);
     let dev = Device::Cpu;

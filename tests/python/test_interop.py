@@ -58,7 +58,7 @@ def test_table_reads_alike(store, name):
     arrow = pq.read_table(path)
     frame = pl.read_parquet(path)
     rel = duckdb.sql(f"select * from read_parquet('{path}')")
-    n_duck = duckdb.sql(f"select count(*) from read_parquet('{path}')").fetchone()[0]
+    n_duck = duckdb.sql(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
 
     assert arrow.num_rows > 0
     assert arrow.num_rows == frame.height == n_duck

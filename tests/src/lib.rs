@@ -9,7 +9,11 @@ pub fn uinfo_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("uinfo");
-    assert!(bin.exists(), "{} is missing: build it first with `cargo build --release --bins`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --release --bins`",
+        bin.display()
+    );
     bin
 }
 
@@ -46,7 +50,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let meta = e.metadata().expect("metadata");
             if meta.is_dir() {
