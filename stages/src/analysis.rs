@@ -225,10 +225,13 @@ pub fn analyze(input: &AnalysisInput) -> Result<Analysis> {
     })
 }
 
+/// (config, layer_index, layer, label, decoder).
+type CurveKey = (String, i64, String, String, String);
+
 /// Bits over epochs for each (config, layer, label, decoder), per seed.
 struct Series {
-    /// (config, layer_index, layer, label, decoder) → run index → [(epoch, bits)].
-    by_key: BTreeMap<(String, i64, String, String, String), BTreeMap<usize, Vec<(i64, f64)>>>,
+    /// Curve → run index → [(epoch, bits)].
+    by_key: BTreeMap<CurveKey, BTreeMap<usize, Vec<(i64, f64)>>>,
 }
 
 /// Per-seed statistics of one curve.

@@ -302,7 +302,7 @@ mod tests {
             let target = d.train.labels["target"][i];
             let direction = d.train.labels["direction"][i];
             assert_eq!(colour == 1, x[2] > 0.0);
-            assert_eq!(x[0] == x[1] * -1.0, true);
+            assert_eq!(x[0], -x[1]);
             // direction = colour XOR configuration
             assert_eq!(direction, colour ^ target ^ 1);
         }

@@ -124,7 +124,7 @@ impl TensorFile {
             offset += len;
         }
         let mut head = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
-        while head.len() % 8 != 0 {
+        while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + head.len() + offset);
