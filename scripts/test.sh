@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 echo "== python environment"
 scripts/python-env.sh
+echo "== chromium (for the report test)"
+scripts/chromium.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== build (release)"

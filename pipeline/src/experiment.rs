@@ -32,11 +32,28 @@ const LIST_KEYS: [&str; 5] = [
 ];
 
 /// The built-in experiments: name, description, TOML text.
-pub const BUILTINS: [(&str, &str, &str); 1] = [(
-    "checkerboard",
-    "the default: SGD with batch 32 vs 1024 (lr 0.05, weight decay 5e-3), 3 seeds; shows colour information rise and fall",
-    include_str!("../experiments/checkerboard.toml"),
-)];
+pub const BUILTINS: [(&str, &str, &str); 4] = [
+    (
+        "checkerboard",
+        "the default: SGD with batch 32 vs 1024 (lr 0.05, weight decay 5e-3), 3 seeds; colour information rises, then falls only with small batches",
+        include_str!("../experiments/checkerboard.toml"),
+    ),
+    (
+        "checkerboard-grid",
+        "lr x batch grid (3 x 3) x 3 seeds: final colour information at the last hidden layer across SGD regimes (C2, C3)",
+        include_str!("../experiments/checkerboard-grid.toml"),
+    ),
+    (
+        "checkerboard-perturb",
+        "first k epochs with batch 32, then batch 1024: does the initial phase change the final representation (C4)?",
+        include_str!("../experiments/checkerboard-perturb.toml"),
+    ),
+    (
+        "checkerboard-pretrain",
+        "k epochs trained on colour, then on direction: does the colour information go?",
+        include_str!("../experiments/checkerboard-pretrain.toml"),
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +171,7 @@ struct PhaseDoc {
     momentum: Option<f64>,
     weight_decay: Option<f64>,
     schedule: Option<Schedule>,
+    target: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +216,8 @@ pub struct Phase {
     pub optimiser: Optimiser,
     /// Epochs in the phase.
     pub epochs: usize,
+    /// Label the network learns during the phase.
+    pub target: String,
 }
 
 /// What to probe at each checkpoint.
@@ -238,6 +258,8 @@ pub struct Run {
     pub dataset_axes: Vec<String>,
     /// Which swept column names belong to the model section.
     pub model_axes: Vec<String>,
+    /// Which swept column names are settings of training phases (a perturbation of training).
+    pub phase_axes: Vec<String>,
 }
 
 impl Run {
@@ -595,6 +617,7 @@ fn expand_runs(
         vec![Phase {
             optimiser: base,
             epochs: t.epochs,
+            target: t.target.clone(),
         }]
     } else {
         let mut out = Vec::new();
@@ -607,9 +630,19 @@ fn expand_runs(
                 schedule: p.schedule.clone().unwrap_or(base.schedule.clone()),
             };
             check_opt(&format!("train.phases.{i}."), &o)?;
+            let target = p.target.clone().unwrap_or(t.target.clone());
+            let k = checkerboard::classes(&target)
+                .map_err(|e| format!("key `train.phases.{i}.target`: {e}"))?;
+            let first = checkerboard::classes(&t.target).unwrap_or(k);
+            if k != first {
+                return Err(format!(
+                    "key `train.phases.{i}.target`: `{target}` has {k} classes, but the network's output has {first} (from `train.target`)"
+                ));
+            }
             out.push(Phase {
                 optimiser: o,
                 epochs: p.epochs,
+                target,
             });
         }
         out.retain(|p| p.epochs > 0);
@@ -706,6 +739,11 @@ fn expand_runs(
             .map(|a| a.column.clone())
             .collect()
     };
+    let phase_axes: Vec<String> = axes
+        .iter()
+        .filter(|a| a.path.len() > 2 && a.path[0] == "train" && a.path[1] == "phases")
+        .map(|a| a.column.clone())
+        .collect();
     Ok(seeds
         .into_iter()
         .map(|seed| {
@@ -722,6 +760,7 @@ fn expand_runs(
                 probe_axes: section_axes("probe"),
                 dataset_axes: section_axes("dataset"),
                 model_axes: section_axes("model"),
+                phase_axes: phase_axes.clone(),
             };
             run.id = run.id_with(|_| true, true);
             run

@@ -181,7 +181,7 @@ pub fn build(exp: &Experiment) -> Graph {
                 optimiser: run.phases[phase].optimiser.clone(),
                 phase_start: phase_starts[phase],
                 to_epoch: b,
-                target: run.target.clone(),
+                target: run.phases[phase].target.clone(),
             };
             let mut params = json!(params);
             params["from_epoch"] = json!(a);
@@ -245,6 +245,7 @@ pub fn build(exp: &Experiment) -> Graph {
         "runs": exp.runs.iter().map(run_info).collect::<Vec<_>>(),
         "probe_runs": probes.iter().map(|p| p.0).collect::<Vec<_>>(),
         "log_runs": logs.iter().map(|p| p.0).collect::<Vec<_>>(),
+        "perturb_axis": exp.runs.first().and_then(|r| r.phase_axes.first()),
     });
     let analyze = g.add("analyze".into(), Stage::Analyze, params, inputs, None);
     let report_inputs = Stage::Analyze
@@ -255,7 +256,7 @@ pub fn build(exp: &Experiment) -> Graph {
     g.add(
         "report".into(),
         Stage::Report,
-        json!({"experiment": exp.name}),
+        json!({"experiment": exp.name, "description": exp.description, "settings": exp.text}),
         report_inputs,
         None,
     );

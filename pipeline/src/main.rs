@@ -200,8 +200,26 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 }
                 if let Some(dir) = &s.outputs {
                     println!("tables: {}", dir.display());
-                    for f in &s.files {
+                    for f in s
+                        .files
+                        .iter()
+                        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                    {
                         println!("  {}", f.display());
+                    }
+                    let figures = s
+                        .files
+                        .iter()
+                        .filter(|f| f.parent().is_some_and(|p| p.ends_with("figures")))
+                        .count();
+                    if figures > 0 {
+                        println!(
+                            "figures: {} ({figures} files)",
+                            dir.join("figures").display()
+                        );
+                    }
+                    if let Some(html) = s.files.iter().find(|f| f.ends_with("report.html")) {
+                        println!("report: {}", html.display());
                     }
                 }
             }

@@ -194,11 +194,16 @@ fn link_outputs(
         return Ok(None);
     }
     let dir = store.root().join("out").join(experiment);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
     let mut out = Vec::new();
     for (name, d) in files {
         let dest = dir.join(&name);
-        let _ = std::fs::remove_file(&dest);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         if std::fs::hard_link(store.blob_path(&d), &dest).is_err() {
             std::fs::copy(store.blob_path(&d), &dest)
                 .with_context(|| format!("writing {}", dest.display()))?;
@@ -226,6 +231,9 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
     for (name, d) in files {
         let bytes = store.read_blob(&d)?;
         let path = dest.join(&name);
+        let parent = path.parent().unwrap_or(dest);
+        std::fs::create_dir_all(parent)
+            .map_err(|e| UsageError(format!("cannot create {}: {e}", parent.display())))?;
         let _ = std::fs::remove_file(&path);
         std::fs::write(&path, bytes)
             .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;

@@ -68,6 +68,7 @@ struct AnalyzeParams {
     runs: Vec<RunInfo>,
     probe_runs: Vec<usize>,
     log_runs: Vec<usize>,
+    perturb_axis: Option<String>,
 }
 
 fn log_table(logs: &[stages::train::EpochLog]) -> Table {
@@ -194,6 +195,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 probes,
                 logs,
                 ceiling_bits: ceilings,
+                perturb_axis: p.perturb_axis,
             })?;
             out.insert("usable_info.parquet".into(), a.usable_info.to_parquet()?);
             out.insert("summary.parquet".into(), a.summary.to_parquet()?);
@@ -201,13 +203,22 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             out.insert("training_log.parquet".into(), a.training_log.to_parquet()?);
         }
         Stage::Report => {
-            let experiment = node.params["experiment"].as_str().unwrap_or("experiment");
-            let claims = read_table(store, inputs, "claims.parquet")?;
-            let summary = read_table(store, inputs, "summary.parquet")?;
-            out.insert(
-                "report.md".into(),
-                reports::markdown(experiment, &claims, &summary)?.into_bytes(),
-            );
+            let text = |k: &str| node.params[k].as_str().unwrap_or_default().to_string();
+            let (experiment, description, settings) =
+                (text("experiment"), text("description"), text("settings"));
+            let tables = ["usable_info", "summary", "claims", "training_log"]
+                .map(|t| read_table(store, inputs, &format!("{t}.parquet")));
+            let [usable_info, summary, claims, training_log] = tables;
+            let input = reports::ReportInput {
+                experiment: &experiment,
+                description: &description,
+                settings: &settings,
+                usable_info: &usable_info?,
+                summary: &summary?,
+                claims: &claims?,
+                training_log: &training_log?,
+            };
+            out.extend(reports::render(&input)?);
         }
     }
     Ok(out)

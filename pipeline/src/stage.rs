@@ -71,7 +71,7 @@ impl Stage {
         matches!(self, Stage::Train | Stage::Extract | Stage::Probe)
     }
 
-    /// The files the stage produces.
+    /// The files the stage always produces (the report adds one PNG and one SVG per figure).
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
             Stage::Dataset => &["dataset.safetensors"],
@@ -85,7 +85,7 @@ impl Stage {
                 "claims.parquet",
                 "training_log.parquet",
             ],
-            Stage::Report => &["report.md"],
+            Stage::Report => &["report.md", "report.html"],
         }
     }
 }

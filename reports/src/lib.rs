@@ -1,37 +1,199 @@
-//! Reports: turns an experiment's analysis tables (claims, summary) into a Markdown report.
-//! Reads tables only, never tensors.
+//! Reports: turn an experiment's analysis tables into figures (PNG and SVG), `report.md` and a
+//! self-contained `report.html`. Reads tables only, never tensors, so every figure can be
+//! regenerated from the Parquet files alone.
+
+mod curves;
+mod figures;
+mod html;
 
 use anyhow::Result;
 use stages::table::{Table, Values};
 
-/// Renders `report.md`: the claims with their measured numbers and verdicts, then the summary.
-pub fn markdown(experiment: &str, claims: &Table, summary: &Table) -> Result<String> {
-    let mut s = format!("# uinfo report: {experiment}\n\n");
+/// Everything a report is made of.
+pub struct ReportInput<'a> {
+    /// Experiment name.
+    pub experiment: &'a str,
+    /// One-line description.
+    pub description: &'a str,
+    /// The experiment file's text (its settings).
+    pub settings: &'a str,
+    /// The `usable_info` table.
+    pub usable_info: &'a Table,
+    /// The `summary` table.
+    pub summary: &'a Table,
+    /// The `claims` table.
+    pub claims: &'a Table,
+    /// The `training_log` table.
+    pub training_log: &'a Table,
+}
+
+/// A produced figure: its file stem (under `figures/`), caption and bytes.
+struct Rendered {
+    stem: String,
+    caption: String,
+    figure: figures::Figure,
+}
+
+/// The tables linked next to the report, with what each holds.
+const TABLES: [(&str, &str); 4] = [
+    ("usable_info.parquet", "one row per measurement (run, epoch, layer, label, decoder)"),
+    ("summary.parquet", "per configuration, layer, label and decoder: peak, epoch of peak and final bits, 95% intervals"),
+    ("claims.parquet", "the paper's claims with measured numbers, thresholds and verdicts"),
+    ("training_log.parquet", "per run and epoch: lr, batch, losses, accuracies, seconds"),
+];
+
+/// A file name fragment from a configuration name.
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "=.-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn figures(r: &ReportInput) -> Result<Vec<Rendered>> {
+    let mut out = Vec::new();
+    let Some(decoder) = curves::preferred_decoder(r.usable_info)? else {
+        return Ok(out);
+    };
+    for config in curves::configs(r.usable_info)? {
+        let bits = curves::bits(r.usable_info, &config, &decoder)?;
+        out.push(Rendered {
+            stem: format!("bits-{}", slug(&config)),
+            caption: format!("{config}: usable information (bits) vs epoch per hidden layer, mean over seeds with 95% band"),
+            figure: figures::bits_vs_epoch(&config, &decoder, &bits)?,
+        });
+    }
+    if let Some(grid) = grid(r.summary, &decoder)? {
+        out.push(grid);
+    }
+    for config in curves::configs(r.training_log)? {
+        let metrics = curves::training(r.training_log, &config)?;
+        out.push(Rendered {
+            stem: format!("training-{}", slug(&config)),
+            caption: format!("{config}: training and validation loss and accuracy, mean over seeds with 95% band"),
+            figure: figures::training_curves(&config, &metrics)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The lr × batch grid of final colour bits at the last hidden layer, when both are swept.
+fn grid(summary: &Table, decoder: &str) -> Result<Option<Rendered>> {
+    let (Ok(lr), Ok(batch)) = (summary.column("lr"), summary.column("batch")) else {
+        return Ok(None);
+    };
+    let (Values::F64(lr), Values::I64(batch)) = (lr, batch) else {
+        return Ok(None);
+    };
+    let (li, label, dec, fin) = (
+        summary.i64("layer_index")?,
+        summary.str("label")?,
+        summary.str("decoder")?,
+        summary.f64("final_bits_mean")?,
+    );
+    let last = li.iter().copied().max().unwrap_or(0);
+    let mut lrs: Vec<f64> = lr.iter().flatten().copied().collect();
+    lrs.sort_by(f64::total_cmp);
+    lrs.dedup();
+    let mut batches = batch.clone();
+    batches.sort_unstable();
+    batches.dedup();
+    let mut values = vec![vec![None; batches.len()]; lrs.len()];
+    for i in 0..summary.rows() {
+        if li[i] == last && label[i] == "color" && dec[i] == decoder {
+            if let (Some(r), Some(c)) = (
+                lrs.iter().position(|x| Some(*x) == lr[i]),
+                batches.iter().position(|x| *x == batch[i]),
+            ) {
+                values[r][c] = Some(fin[i]);
+            }
+        }
+    }
+    let rows: Vec<String> = lrs.iter().map(|x| x.to_string()).collect();
+    let cols: Vec<String> = batches.iter().map(|x| x.to_string()).collect();
+    Ok(Some(Rendered {
+        stem: "grid-final-colour".into(),
+        caption: format!("final colour information (bits) at hidden layer {last}, mean over seeds, by learning rate and batch size"),
+        figure: figures::heat_map(&figures::Grid {
+            title: "final colour bits, last hidden layer",
+            row_name: "learning rate",
+            rows,
+            col_name: "batch size",
+            cols,
+            values,
+        })?,
+    }))
+}
+
+/// Renders every report file: `report.md`, `report.html` and `figures/*.png|svg`, as
+/// (relative path, bytes).
+pub fn render(r: &ReportInput) -> Result<Vec<(String, Vec<u8>)>> {
+    let figs = figures(r)?;
+    let mut files = vec![
+        ("report.md".to_string(), markdown(r, &figs)?.into_bytes()),
+        (
+            "report.html".to_string(),
+            html::page(r, &figs)?.into_bytes(),
+        ),
+    ];
+    for f in figs {
+        files.push((format!("figures/{}.png", f.stem), f.figure.png));
+        files.push((format!("figures/{}.svg", f.stem), f.figure.svg.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// Renders `report.md`: settings, claims, figures (linked), summary and the files.
+fn markdown(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
+    let mut s = format!("# uinfo report: {}\n\n{}\n\n", r.experiment, r.description);
     s.push_str("Usable information I_u(Z;Y) = H(Y) - CE_test / ln 2, in bits; intervals are 95% Student-t over seeds.\n\n");
     s.push_str("## Claims\n\n");
     s.push_str(&table_md(
-        claims,
+        r.claims,
         &["claim", "statement", "verdict", "measured", "threshold"],
     )?);
-    s.push_str("\n## Summary (seeds aggregated)\n\n");
-    let cols: Vec<String> = summary
-        .columns
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n != "experiment" && !n.ends_with("_lower") && !n.ends_with("_upper"))
-        .collect();
-    s.push_str(&table_md(
-        summary,
-        &cols.iter().map(String::as_str).collect::<Vec<_>>(),
-    )?);
+    s.push_str("\n## Figures\n\n");
+    for f in figs {
+        s.push_str(&format!(
+            "![{}](figures/{}.png)\n\n*{}* ([SVG](figures/{}.svg))\n\n",
+            f.stem, f.stem, f.caption, f.stem
+        ));
+    }
+    s.push_str("## Summary (seeds aggregated)\n\n");
+    s.push_str(&table_md(r.summary, &summary_columns(r.summary))?);
+    s.push_str("\n## Files\n\nNext to this report:\n\n");
+    for (name, what) in TABLES {
+        s.push_str(&format!("- `{name}`: {what}\n"));
+    }
+    s.push_str("- `report.html`: this report with the figures embedded\n- `figures/`: every figure as PNG and SVG\n");
+    s.push_str(&format!(
+        "\n## Settings\n\n```toml\n{}\n```\n",
+        r.settings.trim_end()
+    ));
     Ok(s)
 }
 
+/// The summary columns shown in reports (means only).
+fn summary_columns(summary: &Table) -> Vec<&str> {
+    summary
+        .columns
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != "experiment" && !n.ends_with("_lower") && !n.ends_with("_upper"))
+        .collect()
+}
+
+/// A cell as text.
 fn cell(v: &Values, i: usize) -> String {
     match v {
         Values::F64(x) => x[i].map(|f| format!("{f:.3}")).unwrap_or_default(),
         Values::I64(x) => x[i].to_string(),
-        Values::Str(x) => x[i].replace('|', "\\|"),
+        Values::Str(x) => x[i].clone(),
         Values::Bool(x) => x[i].to_string(),
     }
 }
@@ -45,29 +207,11 @@ fn table_md(t: &Table, cols: &[&str]) -> Result<String> {
         " --- |".repeat(cols.len())
     );
     for i in 0..t.rows() {
-        let row: Vec<String> = values.iter().map(|v| cell(v, i)).collect();
+        let row: Vec<String> = values
+            .iter()
+            .map(|v| cell(v, i).replace('|', "\\|"))
+            .collect();
         s.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_claims_rows() {
-        let mut claims = Table::default();
-        for c in ["claim", "statement", "verdict", "measured", "threshold"] {
-            claims.push(c, Values::Str(vec![format!("{c}-x")]));
-        }
-        let mut summary = Table::default();
-        summary.push("experiment", Values::Str(vec!["e".into()]));
-        summary.push("peak_bits_mean", Values::F64(vec![Some(0.5)]));
-        summary.push("peak_bits_lower", Values::F64(vec![Some(0.4)]));
-        let md = markdown("e", &claims, &summary).unwrap();
-        assert!(md.contains("| claim-x | statement-x | verdict-x |"));
-        assert!(md.contains("| 0.500 |"));
-        assert!(!md.contains("0.400"));
-    }
 }

@@ -50,6 +50,8 @@ pub struct AnalysisInput {
     /// Per run: the most bits any decoder can read about `color` (and `direction`) from the
     /// inputs of its validation split.
     pub ceiling_bits: Vec<f64>,
+    /// The run parameter that varies an initial phase of training (for C4), if any.
+    pub perturb_axis: Option<String>,
 }
 
 /// The analysis tables.
@@ -74,6 +76,8 @@ pub mod thresholds {
     pub const C2_MAX_FINAL_FRACTION: f64 = 0.5;
     /// C3: the final colour bits are at least this fraction of the peak.
     pub const C3_MIN_FINAL_FRACTION: f64 = 0.75;
+    /// C4: the final colour bits differ by at least this much between perturbations.
+    pub const C4_MIN_DIFFERENCE_BITS: f64 = 0.1;
 }
 
 /// Mean and 95% Student-t interval of a sample (interval collapses to the mean for one value).
@@ -216,7 +220,12 @@ pub fn analyze(input: &AnalysisInput) -> Result<Analysis> {
     )?;
     let series = Series::collect(&usable_info, &input.runs)?;
     let summary = summary_table(exp, &input.runs, &series);
-    let claims = claims_table(&input.runs, &series, &input.ceiling_bits);
+    let claims = claims_table(
+        &input.runs,
+        &series,
+        &input.ceiling_bits,
+        input.perturb_axis.as_deref(),
+    );
     Ok(Analysis {
         usable_info,
         summary,
@@ -396,7 +405,12 @@ fn fmt_ci(xs: &[f64]) -> String {
     format!("{m:.3} [{lo:.3}, {hi:.3}]")
 }
 
-fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
+fn claims_table(
+    runs: &[RunInfo],
+    series: &Series,
+    ceilings: &[f64],
+    perturb_axis: Option<&str>,
+) -> Table {
     use thresholds::*;
     let mut claims = Vec::new();
     let configs: Vec<(String, f64)> = {
@@ -539,6 +553,58 @@ fn claims_table(runs: &[RunInfo], series: &Series, ceilings: &[f64]) -> Table {
         measured: format!("{layer_name}; quietest configuration {}", c3.0),
         threshold: format!("mean final >= {C3_MIN_FINAL_FRACTION} x mean peak"),
         verdict: c3.1,
+    });
+
+    // C4: the length of an initial phase changes the final representation.
+    let c4 = match perturb_axis {
+        None => (
+            "the experiment does not vary an initial phase of training".to_string(),
+            "not evaluated",
+        ),
+        Some(axis) => {
+            let mut parts = Vec::new();
+            let mut means = Vec::new();
+            for (c, _) in &configs {
+                let value = runs
+                    .iter()
+                    .find(|r| &r.config == c)
+                    .and_then(|r| r.params.iter().find(|(k, _)| k == axis))
+                    .map(|(_, v)| match v {
+                        ParamValue::I64(x) => x.to_string(),
+                        ParamValue::F64(x) => x.to_string(),
+                        ParamValue::Str(x) => x.clone(),
+                    })
+                    .unwrap_or_default();
+                if let Some(s) = colour(c) {
+                    let finals: Vec<f64> = s.iter().map(|x| x.last).collect();
+                    means.push(mean_ci95(&finals).0);
+                    parts.push(format!(
+                        "{c} ({axis}={value}): final colour {}",
+                        fmt_ci(&finals)
+                    ));
+                }
+            }
+            let spread = means.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+                - means.iter().cloned().fold(f64::INFINITY, f64::min);
+            let verdict = if means.len() < 2 {
+                "not evaluated"
+            } else if spread >= C4_MIN_DIFFERENCE_BITS {
+                "holds"
+            } else {
+                "does not hold"
+            };
+            (
+                format!("spread of means {spread:.3} bits; {}", parts.join("; ")),
+                verdict,
+            )
+        }
+    };
+    claims.push(Claim {
+        id: "C4",
+        statement: "perturbing the initial phase of training changes the final representation (colour information at the last hidden layer)",
+        measured: format!("{layer_name}; {}", c4.0),
+        threshold: format!("largest minus smallest mean final colour bits across perturbations >= {C4_MIN_DIFFERENCE_BITS}"),
+        verdict: c4.1,
     });
     claims_to_table(claims)
 }

@@ -151,3 +151,38 @@ fn checkpoint_added_in_the_middle_reruns_only_the_affected_stretch() {
     assert_eq!(r["computed"], 4 * 4 + 2, "{r}");
     assert_eq!(r["cut_off"], 4 * 2, "{r}");
 }
+
+#[test]
+fn experiments_share_the_nodes_where_their_dags_overlap() {
+    let (dir, store) = setup(&tiny("", ""));
+    // First k epochs at batch 32, then 2 epochs at batch 256: k = 0 is the tiny run's batch-256
+    // start, k = 2 its batch-32 start.
+    let perturb = "name = \"perturb\"\n[dataset]\nn = 2000\n[train]\nseeds = 2\n\
+        [[train.phases]]\nepochs = [0, 2]\nbatch = 32\n[[train.phases]]\nepochs = 2\nbatch = 256\n\
+        [probe]\nlabels = [\"color\", \"direction\"]\nsteps = 60\n";
+    std::fs::write(dir.path().join("perturb.toml"), perturb).unwrap();
+    let status = status_json(dir.path(), &store, "perturb.toml");
+    let cached: Vec<&str> = status
+        .iter()
+        .filter(|l| l["state"] == "cached")
+        .map(|l| l["node"].as_str().unwrap())
+        .collect();
+    for shared in [
+        "train/epochs=0,seed=0/e0-1",
+        "train/epochs=0,seed=1/e1-2",
+        "train/epochs=2,seed=0/e0-1",
+        "train/epochs=2,seed=1/e1-2",
+    ] {
+        assert!(cached.contains(&shared), "{shared} not cached: {cached:?}");
+    }
+    // Per seed: both k share init and 2 segments each with the tiny runs, with their extracts and probes.
+    assert_eq!(
+        cached.iter().filter(|n| n.starts_with("train/")).count(),
+        2 * 4,
+        "{cached:?}"
+    );
+    let r = run_json(dir.path(), &store, "perturb.toml");
+    let claims = std::fs::read(store.join("out/perturb/claims.parquet")).unwrap();
+    assert!(!claims.is_empty());
+    assert_eq!(r["failed"].as_array().unwrap().len(), 0);
+}

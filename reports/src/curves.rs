@@ -1,0 +1,104 @@
+//! Curves read from the analysis tables: usable information and training metrics per epoch,
+//! aggregated over seeds (mean and 95% interval).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use stages::analysis::mean_ci95;
+use stages::table::Table;
+
+/// One aggregated point: epoch, mean, lower, upper.
+pub type Point = (f64, f64, f64, f64);
+
+/// Bits vs epoch for one configuration: layer (index, name) → label → points.
+pub type BitsCurves = BTreeMap<(i64, String), BTreeMap<String, Vec<Point>>>;
+
+fn aggregate(samples: BTreeMap<i64, Vec<f64>>) -> Vec<Point> {
+    samples
+        .into_iter()
+        .map(|(e, xs)| {
+            let (m, lo, hi) = mean_ci95(&xs);
+            (e as f64, m, lo, hi)
+        })
+        .collect()
+}
+
+/// The decoder the figures show: `linear` when measured, else the first one.
+pub fn preferred_decoder(usable: &Table) -> Result<Option<String>> {
+    if usable.rows() == 0 {
+        return Ok(None);
+    }
+    let decoders = usable.str("decoder")?;
+    Ok(decoders
+        .iter()
+        .find(|d| *d == "linear")
+        .or(decoders.first())
+        .cloned())
+}
+
+/// Configurations in table order of first appearance, sorted.
+pub fn configs(t: &Table) -> Result<Vec<String>> {
+    if t.rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut c = t.str("config")?;
+    c.sort();
+    c.dedup();
+    Ok(c)
+}
+
+/// Bits vs epoch per layer and label, for one configuration and decoder.
+pub fn bits(usable: &Table, config: &str, decoder: &str) -> Result<BitsCurves> {
+    let (cfg, dec, li, layer, label, epoch, bits) = (
+        usable.str("config")?,
+        usable.str("decoder")?,
+        usable.i64("layer_index")?,
+        usable.str("layer")?,
+        usable.str("label")?,
+        usable.i64("epoch")?,
+        usable.f64("bits")?,
+    );
+    let mut raw: BTreeMap<(i64, String), BTreeMap<String, BTreeMap<i64, Vec<f64>>>> =
+        BTreeMap::new();
+    for i in 0..usable.rows() {
+        if cfg[i] == config && dec[i] == decoder {
+            raw.entry((li[i], layer[i].clone()))
+                .or_default()
+                .entry(label[i].clone())
+                .or_default()
+                .entry(epoch[i])
+                .or_default()
+                .push(bits[i]);
+        }
+    }
+    Ok(raw
+        .into_iter()
+        .map(|(k, labels)| {
+            (
+                k,
+                labels.into_iter().map(|(l, s)| (l, aggregate(s))).collect(),
+            )
+        })
+        .collect())
+}
+
+/// Training metrics per epoch for one configuration: metric name → points.
+pub fn training(log: &Table, config: &str) -> Result<BTreeMap<String, Vec<Point>>> {
+    let mut out = BTreeMap::new();
+    if log.rows() == 0 {
+        return Ok(out);
+    }
+    let cfg = log.str("config")?;
+    let epoch = log.i64("epoch")?;
+    for metric in ["train_loss", "val_loss", "train_accuracy", "val_accuracy"] {
+        let values = log.f64(metric)?;
+        let mut s: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for i in 0..log.rows() {
+            if cfg[i] == config {
+                s.entry(epoch[i]).or_default().push(values[i]);
+            }
+        }
+        out.insert(metric.to_string(), aggregate(s));
+    }
+    Ok(out)
+}
