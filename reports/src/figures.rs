@@ -104,13 +104,13 @@ fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
+    y: std::ops::Range<f64>,
     series: &[(String, RGBColor, &[Point])],
 ) -> Result<()> {
     let x_max = series
         .iter()
         .flat_map(|s| s.2.iter().map(|p| p.0))
         .fold(1.0f64, f64::max);
-    let y = y_range(series.iter().flat_map(|s| s.2.iter()));
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(8)
@@ -122,6 +122,7 @@ fn panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
@@ -173,6 +174,7 @@ fn draw_bits<DB: DrawingBackend>(
     curves: &BitsCurves,
 ) -> Result<()> {
     let n = curves.len().max(1);
+    let y = y_range(curves.values().flat_map(|labels| labels.values().flatten()));
     {
         root.fill(&WHITE).map_err(err)?;
         let (top, body) = root.split_vertically(30);
@@ -187,7 +189,7 @@ fn draw_bits<DB: DrawingBackend>(
                 .enumerate()
                 .map(|(i, (l, pts))| (l.clone(), label_colour(l, i), pts.as_slice()))
                 .collect();
-            panel(area, layer, "bits", &series)?;
+            panel(area, layer, "usable information (bits)", y.clone(), &series)?;
         }
         Ok(())
     }
@@ -216,10 +218,12 @@ fn draw_training<DB: DrawingBackend>(
             .map_err(err)?;
         let areas = body.split_evenly((1, 2));
         let (train, val) = (RGBColor(90, 90, 90), RGBColor(230, 120, 20));
+        let range = |a: &str, b: &str| y_range(get(a).iter().chain(get(b)));
         panel(
             &areas[0],
             "loss",
             "cross-entropy (nats)",
+            range("train_loss", "val_loss"),
             &[
                 ("train".into(), train, get("train_loss")),
                 ("validation".into(), val, get("val_loss")),
@@ -229,6 +233,7 @@ fn draw_training<DB: DrawingBackend>(
             &areas[1],
             "accuracy",
             "accuracy",
+            range("train_accuracy", "val_accuracy"),
             &[
                 ("train".into(), train, get("train_accuracy")),
                 ("validation".into(), val, get("val_accuracy")),
