@@ -8,6 +8,7 @@ mod canonical;
 mod digest;
 mod error;
 mod lock;
+mod maintenance;
 mod manifest;
 mod store;
 
@@ -15,5 +16,6 @@ pub use canonical::{canonical_json, canonical_key};
 pub use digest::{Digest, ParseDigestError};
 pub use error::StoreError;
 pub use lock::KeyLock;
+pub use maintenance::UseLock;
 pub use manifest::{Manifest, Provenance};
 pub use store::Store;

@@ -136,13 +136,13 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(path, e)),
         };
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if !verified.contains(d) {
+        let verified = || self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if !verified().contains(d) {
+            // Hash outside the lock, so worker threads reading different blobs do not queue.
             if Digest::of(&bytes) != *d {
-                verified.remove(d);
                 return Err(StoreError::Corrupt { digest: *d, path });
             }
-            verified.insert(*d);
+            verified().insert(*d);
         }
         Ok(bytes)
     }

@@ -46,9 +46,8 @@ impl Execution {
     }
 }
 
-enum Msg {
-    Done(NodeId, Result<(Manifest, bool), String>),
-}
+/// A finished node: its manifest and whether it was computed here, or its error.
+type Done = (NodeId, Result<(Manifest, bool), String>);
 
 /// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers.
 pub fn execute(
@@ -83,11 +82,12 @@ pub fn execute(
                 .count()
         })
         .collect();
-    let selected: Vec<bool> = (0..n).map(|i| to_run.contains(&i)).collect();
+    let mut selected = vec![false; n];
+    to_run.iter().for_each(|&i| selected[i] = true);
     let progress = Progress::new(to_run.len(), quiet);
     let (job_tx, job_rx) = mpsc::channel::<(NodeId, Inputs)>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Msg>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
     std::thread::scope(|scope| {
         for _ in 0..jobs.max(1) {
             let job_rx = Arc::clone(&job_rx);
@@ -96,7 +96,7 @@ pub fn execute(
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((id, inputs)) = job else { break };
                 let result = run_node(graph, id, &inputs, store).map_err(|e| format!("{e:#}"));
-                if done_tx.send(Msg::Done(id, result)).is_err() {
+                if done_tx.send((id, result)).is_err() {
                     break;
                 }
             });
@@ -110,8 +110,8 @@ pub fn execute(
             .collect();
         loop {
             while let Some(id) = ready.pop() {
-                let refs: Vec<Option<&Manifest>> = manifests.iter().map(Option::as_ref).collect();
-                let digests = input_digests(&graph.nodes[id], &refs).expect("parents are done");
+                let digests = input_digests(&graph.nodes[id], |p| manifests[p].as_ref())
+                    .expect("parents are done");
                 let parent_manifests = graph.nodes[id]
                     .inputs
                     .iter()
@@ -132,7 +132,7 @@ pub fn execute(
             if in_flight == 0 {
                 break;
             }
-            let Ok(Msg::Done(id, result)) = done_rx.recv() else {
+            let Ok((id, result)) = done_rx.recv() else {
                 break;
             };
             in_flight -= 1;

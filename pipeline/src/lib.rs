@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod experiment;
 pub mod graph;
+pub mod maintain;
 pub mod ops;
 pub mod plan;
 pub mod record;

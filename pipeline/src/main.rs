@@ -121,6 +121,24 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Re-hash every blob and check every manifest; exit 1 if anything is corrupt or missing.
+    Verify {
+        /// Quarantine corrupt blobs and drop the results that need them (the next run recomputes them).
+        #[arg(long)]
+        repair: bool,
+        /// Also rerun this many sampled cached nodes and report any whose output digest differs.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        recompute: usize,
+    },
+    /// Delete what no recorded experiment reaches.
+    Gc {
+        /// Only report what would be deleted and how many bytes.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove this experiment from the roots first (repeatable).
+        #[arg(long, value_name = "EXPERIMENT")]
+        forget: Vec<String>,
+    },
     /// Copy an experiment's tables and report into a folder.
     Export {
         /// Experiment name.
@@ -343,6 +361,66 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 path.display(),
                 path.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { repair, recompute } => {
+            let store = ops::open_store_if_exists(&cli.store)
+                .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
+            let r = pipeline::maintain::verify(&store, *repair, *recompute)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                for d in &r.corrupt {
+                    println!("corrupt blob {d}");
+                }
+                for m in r.missing.iter().chain(&r.bad_manifests) {
+                    println!("missing or unreadable: {m}");
+                }
+                for x in &r.repaired {
+                    println!("repaired: {x}");
+                }
+                for x in &r.recomputed {
+                    if x.differing.is_empty() {
+                        println!("recomputed {}: identical", x.node);
+                    } else {
+                        println!(
+                            "recomputed {}: DIFFERS in {}",
+                            x.node,
+                            x.differing.join(", ")
+                        );
+                    }
+                }
+                println!(
+                    "{} blobs, {} manifests checked: {} corrupt, {} missing, {} unreadable manifests{}",
+                    r.blobs,
+                    r.manifests,
+                    r.corrupt.len(),
+                    r.missing.len(),
+                    r.bad_manifests.len(),
+                    if *repair { format!(", {} repairs", r.repaired.len()) } else { String::new() }
+                );
+            }
+            Ok(ExitCode::from(if r.ok(*repair) { 0 } else { 1 }))
+        }
+        Command::Gc { dry_run, forget } => {
+            let store = ops::open_store(&cli.store)?;
+            let r = pipeline::maintain::gc(&store, *dry_run, forget)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                let verb = if r.dry_run { "would delete" } else { "deleted" };
+                println!(
+                    "{verb} {} blobs ({:.1} MB) and {} manifests; roots: {}",
+                    r.blobs,
+                    r.bytes as f64 / 1e6,
+                    r.manifests,
+                    if r.roots.is_empty() {
+                        "none".to_string()
+                    } else {
+                        r.roots.join(", ")
+                    }
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { name, dir } => {

@@ -110,11 +110,15 @@ pub fn run(
     quiet: bool,
     selector: &Selector,
 ) -> Result<RunSummary> {
+    let _in_use = store.lock_use()?;
     let graph = build(exp);
     let previous = Record::load(store, &exp.name)?;
     let plan = plan(&graph, Some(store), previous.as_ref());
     let keep = selector.closure(&graph);
-    let to_run: Vec<usize> = plan.to_run().into_iter().filter(|&i| keep[i]).collect();
+    let stale = plan.to_run();
+    let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
+    // Stale nodes a selector leaves out end as "skipped" in the execution; they are not failures' fallout.
+    let left_out = stale.len() - to_run.len();
     let ex = execute(&graph, &plan, &to_run, store, jobs, quiet);
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
@@ -149,15 +153,10 @@ pub fn run(
         cached: ex.count(|o| matches!(o, Outcome::Cached)),
         cut_off: ex.count(|o| matches!(o, Outcome::CutOff)),
         failed,
-        skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - to_skip_outside(&keep, &plan),
+        skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - left_out,
         outputs,
         files,
     })
-}
-
-/// Nodes to run that a selector left out (they show as skipped in the execution).
-fn to_skip_outside(keep: &[bool], plan: &Plan) -> usize {
-    plan.to_run().into_iter().filter(|&i| !keep[i]).count()
 }
 
 fn entry(m: &Manifest) -> RecordEntry {

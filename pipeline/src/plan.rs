@@ -53,14 +53,14 @@ pub fn key(node: &Node, inputs: &BTreeMap<String, Digest>) -> Digest {
 }
 
 /// The input digests of a node, when every parent has a manifest.
-pub fn input_digests(
+pub fn input_digests<'a>(
     node: &Node,
-    manifests: &[Option<&Manifest>],
+    manifest_of: impl Fn(usize) -> Option<&'a Manifest>,
 ) -> Option<BTreeMap<String, Digest>> {
     node.inputs
         .iter()
         .map(|i| {
-            manifests[i.node]
+            manifest_of(i.node)
                 .and_then(|m| m.outputs.get(i.output))
                 .map(|d| (i.name.clone(), *d))
         })
@@ -71,15 +71,12 @@ pub fn input_digests(
 pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Plan {
     let mut states: Vec<State> = Vec::with_capacity(graph.nodes.len());
     for node in &graph.nodes {
-        let manifests: Vec<Option<&Manifest>> = states
-            .iter()
-            .map(|s| match s {
-                State::Cached(m) => Some(m.as_ref()),
-                State::ToRun(_) => None,
-            })
-            .collect();
+        let manifest_of = |i: usize| match &states[i] {
+            State::Cached(m) => Some(m.as_ref()),
+            State::ToRun(_) => None,
+        };
         let previous = record.and_then(|r| r.nodes.get(&node.name));
-        let state = match input_digests(node, &manifests) {
+        let state = match input_digests(node, manifest_of) {
             Some(inputs) => {
                 let k = key(node, &inputs);
                 match store.and_then(|s| {
@@ -96,7 +93,7 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
                 let waiting: Vec<&str> = node
                     .inputs
                     .iter()
-                    .filter(|i| manifests[i.node].is_none())
+                    .filter(|i| manifest_of(i.node).is_none())
                     .map(|i| graph.nodes[i.node].name.as_str())
                     .collect();
                 let mut waiting = waiting;

@@ -61,8 +61,8 @@ impl Stage {
             Stage::Train => 1,
             Stage::Extract => 1,
             Stage::Probe => 1,
-            Stage::Analyze => 1,
-            Stage::Report => 1,
+            Stage::Analyze => 2,
+            Stage::Report => 2,
         }
     }
 

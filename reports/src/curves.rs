@@ -13,7 +13,10 @@ pub type Point = (f64, f64, f64, f64);
 /// Bits vs epoch for one configuration: layer (index, name) → label → points.
 pub type BitsCurves = BTreeMap<(i64, String), BTreeMap<String, Vec<Point>>>;
 
-fn aggregate(samples: BTreeMap<i64, Vec<f64>>) -> Vec<Point> {
+/// Values per epoch, one per seed.
+type Samples = BTreeMap<i64, Vec<f64>>;
+
+fn aggregate(samples: Samples) -> Vec<Point> {
     samples
         .into_iter()
         .map(|(e, xs)| {
@@ -58,8 +61,7 @@ pub fn bits(usable: &Table, config: &str, decoder: &str) -> Result<BitsCurves> {
         usable.i64("epoch")?,
         usable.f64("bits")?,
     );
-    let mut raw: BTreeMap<(i64, String), BTreeMap<String, BTreeMap<i64, Vec<f64>>>> =
-        BTreeMap::new();
+    let mut raw: BTreeMap<(i64, String), BTreeMap<String, Samples>> = BTreeMap::new();
     for i in 0..usable.rows() {
         if cfg[i] == config && dec[i] == decoder {
             raw.entry((li[i], layer[i].clone()))

@@ -1,0 +1,169 @@
+//! Store maintenance through the CLI: `verify` finds a flipped byte, the run that reads the blob
+//! refuses it, `verify --repair` restores a store whose next run gives the original results; `gc`
+//! removes exactly what no kept experiment reaches; `verify --recompute` finds the stages
+//! deterministic.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+use uinfo_tests::{stderr, stdout, tiny, uinfo};
+
+fn run_ok(dir: &Path, store: &Path, file: &str) -> Value {
+    let o = uinfo(dir, store, &["--json", "run", file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn blob_of(dir: &Path, store: &Path, node: &str, output: &str) -> std::path::PathBuf {
+    let o = uinfo(dir, store, &["--json", "show", node]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["files"][output].as_str().unwrap().into()
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_blob_is_reported_refused_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::write(dir.path().join("tiny.toml"), tiny("", "")).unwrap();
+    run_ok(dir.path(), &store, "tiny.toml");
+    let original = std::fs::read(store.join("out/tiny/usable_info.parquet")).unwrap();
+    let ok = uinfo(dir.path(), &store, &["verify"]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+
+    let reps = blob_of(
+        dir.path(),
+        &store,
+        "extract/batch=32,seed=1/e2",
+        "representations.safetensors",
+    );
+    flip_byte(&reps, 5000);
+    let v = uinfo(dir.path(), &store, &["verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(stdout(&v).contains("corrupt blob"), "{}", stdout(&v));
+
+    // A changed decoder makes the probes read the representations again: the corrupt one is refused.
+    std::fs::write(dir.path().join("changed.toml"), tiny("", "lr = 0.02")).unwrap();
+    let o = uinfo(dir.path(), &store, &["run", "changed.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("probe/batch=32,seed=1/e2/linear") && stdout(&o).contains("corrupt"),
+        "{}",
+        stdout(&o)
+    );
+
+    let r = uinfo(dir.path(), &store, &["verify", "--repair"]);
+    assert!(r.status.success(), "{}", stdout(&r));
+    assert!(store.join("quarantine").read_dir().unwrap().count() == 1);
+    assert!(uinfo(dir.path(), &store, &["verify"]).status.success());
+    let again = run_ok(dir.path(), &store, "tiny.toml");
+    assert!(again["computed"].as_u64().unwrap() >= 1, "{again}");
+    assert_eq!(
+        std::fs::read(store.join("out/tiny/usable_info.parquet")).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn gc_removes_exactly_what_no_kept_experiment_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::write(dir.path().join("tiny.toml"), tiny("", "")).unwrap();
+    let other = tiny("", "")
+        .replace("name = \"tiny\"", "name = \"other\"")
+        .replace("n = 2000", "n = 1500");
+    std::fs::write(dir.path().join("other.toml"), other).unwrap();
+    run_ok(dir.path(), &store, "tiny.toml");
+    run_ok(dir.path(), &store, "other.toml");
+    let count = |sub: &str| walk(&store.join(sub)).len();
+    let (blobs, manifests) = (count("blobs"), count("ac"));
+
+    let dry = uinfo(
+        dir.path(),
+        &store,
+        &["--json", "gc", "--dry-run", "--forget", "other"],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert!(
+        dry["blobs"].as_u64().unwrap() > 0 && dry["bytes"].as_u64().unwrap() > 0,
+        "{dry}"
+    );
+    assert_eq!(
+        (count("blobs"), count("ac")),
+        (blobs, manifests),
+        "a dry run deleted something"
+    );
+
+    let gc = uinfo(dir.path(), &store, &["--json", "gc", "--forget", "other"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let gc: Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(gc["blobs"], dry["blobs"]);
+
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(store.join("experiments/tiny.json")).unwrap())
+            .unwrap();
+    let reachable: BTreeSet<String> = record["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|e| {
+            e["outputs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|d| d.as_str().unwrap().to_string())
+        })
+        .collect();
+    let left: BTreeSet<String> = walk(&store.join("blobs"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, reachable);
+    assert_eq!(
+        count("blobs"),
+        blobs - gc["blobs"].as_u64().unwrap() as usize
+    );
+
+    let o = uinfo(dir.path(), &store, &["run", "tiny.toml"]);
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+    assert!(uinfo(dir.path(), &store, &["verify"]).status.success());
+    let unknown = uinfo(dir.path(), &store, &["gc", "--forget", "never-run"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn sampled_recomputation_finds_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::write(dir.path().join("tiny.toml"), tiny("", "")).unwrap();
+    run_ok(dir.path(), &store, "tiny.toml");
+    let o = uinfo(
+        dir.path(),
+        &store,
+        &["--json", "verify", "--recompute", "12"],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let re = v["recomputed"].as_array().unwrap();
+    assert_eq!(re.len(), 12);
+    assert!(
+        re.iter()
+            .all(|r| r["differing"].as_array().unwrap().is_empty()),
+        "{v}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    uinfo_tests::snapshot(dir)
+        .into_iter()
+        .map(|(p, _, _)| p)
+        .collect()
+}
