@@ -157,6 +157,11 @@ fn print_json(v: &impl serde::Serialize) {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // Parallelism comes from running nodes side by side (-j); candle's own threads only add
     // contention on the small tensors of these models. Set before any thread pool starts.
