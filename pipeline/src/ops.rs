@@ -182,7 +182,8 @@ fn final_files(record: &Record) -> BTreeMap<String, Digest> {
 }
 
 /// Links the experiment's tables and report into `<store>/out/<experiment>/` (read-only hard
-/// links to the blobs, or copies where links are impossible).
+/// links to the blobs, or copies where links are impossible). The folder is built beside and
+/// renamed into place, so concurrent runs of one experiment never see a half-made folder.
 fn link_outputs(
     store: &Store,
     experiment: &str,
@@ -192,24 +193,33 @@ fn link_outputs(
     if files.is_empty() {
         return Ok(None);
     }
-    let dir = store.root().join("out").join(experiment);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    let mut out = Vec::new();
-    for (name, d) in files {
-        let dest = dir.join(&name);
+    let out = store.root().join("out");
+    let dir = out.join(experiment);
+    let staging = out.join(format!(".{experiment}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    for (name, d) in &files {
+        let dest = staging.join(name);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        if std::fs::hard_link(store.blob_path(&d), &dest).is_err() {
-            std::fs::copy(store.blob_path(&d), &dest)
+        if std::fs::hard_link(store.blob_path(d), &dest).is_err() {
+            std::fs::copy(store.blob_path(d), &dest)
                 .with_context(|| format!("writing {}", dest.display()))?;
         }
-        out.push(dest);
     }
-    Ok(Some((dir, out)))
+    // Move the old folder out of the way, then put ours in place; if another process placed its
+    // (identical) outputs in between, keep those.
+    let old = out.join(format!(".{experiment}.{}.old", std::process::id()));
+    let _ = std::fs::rename(&dir, &old);
+    if std::fs::rename(&staging, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(Some((
+        dir.clone(),
+        files.keys().map(|name| dir.join(name)).collect(),
+    )))
 }
 
 /// Copies an experiment's tables and report into `dest` under readable names.

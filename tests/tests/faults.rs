@@ -1,0 +1,137 @@
+//! Faults: `uinfo run` killed with SIGKILL at random moments leaves a valid store and a rerun
+//! gives the same tables as an uninterrupted run; several processes running one experiment on
+//! one store compute every node exactly once between them and agree on the results.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use uinfo_tests::{stderr, stdout, tiny, uinfo, uinfo_bin};
+
+/// The deterministic tables of an experiment (training_log holds wall-clock seconds).
+fn table_digests(store: &Path, name: &str) -> Vec<String> {
+    ["usable_info", "summary", "claims"]
+        .iter()
+        .map(|t| {
+            blake3::hash(&std::fs::read(store.join(format!("out/{name}/{t}.parquet"))).unwrap())
+                .to_hex()
+                .to_string()
+        })
+        .collect()
+}
+
+fn experiment() -> String {
+    tiny("", "")
+        .replace("seeds = 2", "seeds = 1")
+        .replace("n = 2000", "n = 1000")
+}
+
+fn reference(dir: &Path) -> Vec<String> {
+    let store = dir.join("reference");
+    let o = uinfo(dir, &store, &["run", "-q", "tiny.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    table_digests(&store, "tiny")
+}
+
+#[test]
+fn sigkill_at_random_moments_never_damages_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), experiment()).unwrap();
+    let clock = std::time::Instant::now();
+    let expected = reference(dir.path());
+    let full = clock.elapsed().as_millis() as u64;
+    // Moments from a fixed-seed linear congruential generator, spread over a whole run (dataset,
+    // training, extraction, probing, analysis, report), until 30 runs were killed mid-way.
+    let mut state: u64 = 0x5eed;
+    let (mut killed, mut trial) = (0, 0);
+    while killed < 30 && trial < 120 {
+        trial += 1;
+        let store = dir.path().join(format!("store{trial}"));
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis((state >> 33) % full.max(1));
+        let mut child = Command::new(uinfo_bin())
+            .current_dir(dir.path())
+            .args(["--store", store.to_str().unwrap(), "run", "-q", "tiny.toml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        if store.exists() {
+            let v = uinfo(dir.path(), &store, &["verify"]);
+            assert!(
+                v.status.success(),
+                "store invalid after a kill at {delay:?}: {}{}",
+                stdout(&v),
+                stderr(&v)
+            );
+        }
+        let o = uinfo(dir.path(), &store, &["run", "-q", "tiny.toml"]);
+        assert!(
+            o.status.success(),
+            "rerun after a kill at {delay:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            table_digests(&store, "tiny"),
+            expected,
+            "tables after a kill at {delay:?}"
+        );
+        std::fs::remove_dir_all(&store).unwrap();
+    }
+    assert_eq!(
+        killed, 30,
+        "only {killed} of {trial} runs were killed before finishing"
+    );
+}
+
+#[test]
+fn concurrent_runs_compute_each_node_once_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), experiment()).unwrap();
+    let expected = reference(dir.path());
+    for processes in [2, 4] {
+        let store = dir.path().join(format!("store{processes}"));
+        let children: Vec<_> = (0..processes)
+            .map(|_| {
+                Command::new(uinfo_bin())
+                    .current_dir(dir.path())
+                    .args([
+                        "--store",
+                        store.to_str().unwrap(),
+                        "--json",
+                        "run",
+                        "-j",
+                        "2",
+                        "tiny.toml",
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut computed = 0;
+        let mut nodes = 0;
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            computed += v["computed"].as_u64().unwrap();
+            nodes = v["nodes"].as_u64().unwrap();
+        }
+        assert_eq!(
+            computed, nodes,
+            "{processes} processes computed {computed} nodes for {nodes}"
+        );
+        assert_eq!(table_digests(&store, "tiny"), expected);
+    }
+}
