@@ -167,3 +167,58 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         .map(|(p, _, _)| p)
         .collect()
 }
+
+#[test]
+fn a_full_disk_fails_the_node_cleanly_and_leaves_a_valid_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    // A 3 MB file system: the dataset and checkpoints fit, the representations do not.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        assert_ne!(
+            process_uid(),
+            0,
+            "mounting a tmpfs failed although running as root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&mnt);
+    let store = mnt.join("store");
+    std::fs::write(dir.path().join("tiny.toml"), tiny("", "")).unwrap();
+    let o = uinfo(dir.path(), &store, &["run", "-j", "1", "tiny.toml"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("No space left on device"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("tmp")).unwrap().count(),
+        0,
+        "partial files left in tmp/"
+    );
+    let v = uinfo(dir.path(), &store, &["verify"]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+}
+
+fn process_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
