@@ -221,6 +221,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 for (node, e) in &s.failed {
                     println!("failed: {node}: {e}");
                 }
+                for (run, status) in &s.diverged {
+                    println!(
+                        "warning: run {run} {status}; it is left out of the summary and claims"
+                    );
+                }
                 if let Some(dir) = &s.outputs {
                     println!("tables: {}", dir.display());
                     for f in s

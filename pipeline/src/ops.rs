@@ -99,6 +99,8 @@ pub struct RunSummary {
     pub outputs: Option<PathBuf>,
     /// Output files by name.
     pub files: Vec<PathBuf>,
+    /// Runs whose training diverged: (run id, where and how).
+    pub diverged: Vec<(String, String)>,
 }
 
 /// Runs an experiment: computes what is missing or stale, records the run, and links the tables
@@ -146,7 +148,18 @@ pub fn run(
         Some((dir, files)) => (Some(dir), files),
         None => (None, Vec::new()),
     };
+    let diverged = match record
+        .nodes
+        .get("analyze")
+        .and_then(|e| e.outputs.get("usable_info.parquet"))
+    {
+        Some(d) => {
+            reports::diverged_runs(&stages::table::Table::from_parquet(&store.read_blob(d)?)?)?
+        }
+        None => Vec::new(),
+    };
     Ok(RunSummary {
+        diverged,
         experiment: exp.name.clone(),
         nodes: graph.nodes.len(),
         computed: ex.count(|o| matches!(o, Outcome::Computed)),

@@ -58,11 +58,11 @@ impl Stage {
         match self {
             Stage::Dataset => 1,
             Stage::Init => 1,
-            Stage::Train => 1,
-            Stage::Extract => 1,
-            Stage::Probe => 1,
-            Stage::Analyze => 2,
-            Stage::Report => 2,
+            Stage::Train => 2,
+            Stage::Extract => 2,
+            Stage::Probe => 2,
+            Stage::Analyze => 3,
+            Stage::Report => 3,
         }
     }
 

@@ -50,7 +50,22 @@ pub fn configs(t: &Table) -> Result<Vec<String>> {
     Ok(c)
 }
 
-/// Bits vs epoch per layer and label, for one configuration and decoder.
+/// Runs whose training diverged, with the first status that says so (none when the table has
+/// no `status` column).
+pub fn diverged_runs(usable: &Table) -> Result<Vec<(String, String)>> {
+    let (Ok(status), Ok(ids)) = (usable.str("status"), usable.str("run_id")) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (id, st) in ids.into_iter().zip(status) {
+        if st != "ok" && !out.iter().any(|(r, _)| *r == id) {
+            out.push((id, st));
+        }
+    }
+    Ok(out)
+}
+
+/// Bits vs epoch per layer and label, for one configuration and decoder (diverged runs left out).
 pub fn bits(usable: &Table, config: &str, decoder: &str) -> Result<BitsCurves> {
     let (cfg, dec, li, layer, label, epoch, bits) = (
         usable.str("config")?,
@@ -61,9 +76,16 @@ pub fn bits(usable: &Table, config: &str, decoder: &str) -> Result<BitsCurves> {
         usable.i64("epoch")?,
         usable.f64("bits")?,
     );
+    let diverged: Vec<String> = diverged_runs(usable)?.into_iter().map(|(r, _)| r).collect();
+    let ids = if diverged.is_empty() {
+        Vec::new()
+    } else {
+        usable.str("run_id")?
+    };
+    let excluded = |i: usize| !diverged.is_empty() && diverged.contains(&ids[i]);
     let mut raw: BTreeMap<(i64, String), BTreeMap<String, Samples>> = BTreeMap::new();
     for i in 0..usable.rows() {
-        if cfg[i] == config && dec[i] == decoder {
+        if cfg[i] == config && dec[i] == decoder && !excluded(i) {
             raw.entry((li[i], layer[i].clone()))
                 .or_default()
                 .entry(label[i].clone())

@@ -71,6 +71,18 @@ pub fn page(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
             _ => "",
         },
     )?);
+    let diverged = crate::curves::diverged_runs(r.usable_info)?;
+    if !diverged.is_empty() {
+        s.push_str("<h2>Diverged runs</h2>\n<p>Left out of the summary, the claims and the figures:</p><ul>\n");
+        for (run, status) in diverged {
+            s.push_str(&format!(
+                "<li><code>{}</code>: {}</li>\n",
+                esc(&run),
+                esc(&status)
+            ));
+        }
+        s.push_str("</ul>\n");
+    }
     s.push_str("<h2>Figures</h2>\n");
     let b64 = base64::engine::general_purpose::STANDARD;
     for f in figs {

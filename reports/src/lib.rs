@@ -6,6 +6,8 @@ mod curves;
 mod figures;
 mod html;
 
+pub use curves::diverged_runs;
+
 use anyhow::Result;
 use stages::table::{Table, Values};
 
@@ -157,6 +159,7 @@ fn markdown(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
         r.claims,
         &["claim", "statement", "verdict", "measured", "threshold"],
     )?);
+    s.push_str(&diverged_md(r)?);
     s.push_str("\n## Figures\n\n");
     for f in figs {
         s.push_str(&format!(
@@ -175,6 +178,21 @@ fn markdown(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
         "\n## Settings\n\n```toml\n{}\n```\n",
         r.settings.trim_end()
     ));
+    Ok(s)
+}
+
+/// A note on runs whose training diverged (empty when none did).
+fn diverged_md(r: &ReportInput) -> Result<String> {
+    let runs = curves::diverged_runs(r.usable_info)?;
+    if runs.is_empty() {
+        return Ok(String::new());
+    }
+    let mut s = String::from(
+        "\n## Diverged runs\n\nLeft out of the summary, the claims and the figures:\n\n",
+    );
+    for (run, status) in runs {
+        s.push_str(&format!("- `{run}`: {status}\n"));
+    }
     Ok(s)
 }
 

@@ -292,7 +292,16 @@ impl Series {
             usable.str("decoder")?,
             usable.f64("bits")?,
         );
+        // Runs that diverged have truncated curves: they are left out of every aggregate.
+        let status = usable.str("status")?;
+        let diverged: std::collections::BTreeSet<&str> = (0..usable.rows())
+            .filter(|&i| status[i] != "ok")
+            .map(|i| ids[i].as_str())
+            .collect();
         for i in 0..usable.rows() {
+            if diverged.contains(ids[i].as_str()) {
+                continue;
+            }
             let r = index[ids[i].as_str()];
             by_key
                 .entry((

@@ -25,6 +25,9 @@ pub struct Checkpoint {
     pub step: u64,
     /// Seed of the run: epoch e shuffles with `Rng::derive(seed, "shuffle", e)`.
     pub seed: u64,
+    /// Set when training diverged: where and how. Training does not continue from such a
+    /// checkpoint, and its weights are the last finite ones.
+    pub diverged: Option<String>,
 }
 
 /// A description of the shuffling RNG, stored in the metadata for readers.
@@ -41,6 +44,7 @@ impl Checkpoint {
             epoch: 0,
             step: 0,
             seed,
+            diverged: None,
         }
     }
 
@@ -70,6 +74,9 @@ impl Checkpoint {
         f.metadata
             .insert("uinfo_version".into(), uinfo_version.into());
         f.metadata.insert("rng".into(), RNG_DOC.into());
+        if let Some(d) = &self.diverged {
+            f.metadata.insert("diverged".into(), d.clone());
+        }
         f
     }
 
@@ -97,6 +104,7 @@ impl Checkpoint {
             epoch: scalar("epoch")? as usize,
             step: scalar("step")? as u64,
             seed: scalar("rng.seed")? as u64,
+            diverged: f.metadata.get("diverged").cloned(),
         })
     }
 }

@@ -21,11 +21,19 @@ fn host(t: &Tensor) -> Result<NamedTensor> {
 }
 
 /// Runs the network over both splits and collects the probed layers' activations.
+/// A diverged checkpoint gives a file with no tensors and a `diverged` metadata entry.
 pub fn extract(ckpt: &Checkpoint, data: &Dataset, device: &Device) -> Result<TensorFile> {
     let net = Network::from_weights(&ckpt.shape, &ckpt.weights, device)?;
     let layers = ckpt.shape.probed_layers();
     let mut f = TensorFile::default();
-    for (name, split) in [("train", &data.train), ("val", &data.val)] {
+    let splits = match &ckpt.diverged {
+        Some(d) => {
+            f.metadata.insert("diverged".into(), d.clone());
+            Vec::new()
+        }
+        None => vec![("train", &data.train), ("val", &data.val)],
+    };
+    for (name, split) in splits {
         let x = Tensor::from_slice(&split.inputs, (split.len(), INPUT_DIM), device)?;
         let out = net.forward(&x)?;
         for (layer, h) in layers.iter().zip(&out.hidden) {

@@ -22,7 +22,8 @@ pub struct ProbeParams {
     pub decoder: DecoderParams,
 }
 
-/// Measures every (layer, label) pair and returns one row each.
+/// Measures every (layer, label) pair and returns one row each. For the representations of a
+/// diverged run the rows carry no measurement and `status` says where training diverged.
 pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device) -> Result<Table> {
     let all = layer_names(reps)?;
     let layers: Vec<(usize, String)> = if p.layers.is_empty() {
@@ -43,6 +44,21 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device
     let epoch: i64 = reps.meta("epoch")?.parse().context("metadata `epoch`")?;
     let step: i64 = reps.meta("step")?.parse().context("metadata `step`")?;
     let mut rows = Rows::default();
+    if let Some(diverged) = reps.metadata.get("diverged") {
+        for (index, layer) in &layers {
+            for label in &p.labels {
+                rows.push_missing(
+                    epoch,
+                    step,
+                    *index,
+                    layer,
+                    label,
+                    &format!("diverged: {diverged}"),
+                );
+            }
+        }
+        return Ok(rows.into_table(&p.decoder));
+    }
     for (index, layer) in &layers {
         let train = reps.get(&format!("train.{layer}"))?;
         let test = reps.f32(&format!("val.{layer}"))?;
@@ -71,6 +87,7 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device
             rows.n_train.push(m.n_train as i64);
             rows.n_test.push(m.n_test as i64);
             rows.best_step.push(m.best_step as i64);
+            rows.status.push("ok".into());
         }
     }
     Ok(rows.into_table(&p.decoder))
@@ -91,9 +108,40 @@ struct Rows {
     n_train: Vec<i64>,
     n_test: Vec<i64>,
     best_step: Vec<i64>,
+    status: Vec<String>,
 }
 
 impl Rows {
+    /// A row without a measurement.
+    fn push_missing(
+        &mut self,
+        epoch: i64,
+        step: i64,
+        index: usize,
+        layer: &str,
+        label: &str,
+        status: &str,
+    ) {
+        self.epoch.push(epoch);
+        self.step.push(step);
+        self.layer_index.push(index as i64);
+        self.layer.push(layer.to_string());
+        self.label.push(label.to_string());
+        for col in [
+            &mut self.bits,
+            &mut self.ce,
+            &mut self.acc,
+            &mut self.h_y,
+            &mut self.null,
+        ] {
+            col.push(None);
+        }
+        self.n_train.push(0);
+        self.n_test.push(0);
+        self.best_step.push(0);
+        self.status.push(status.to_string());
+    }
+
     fn into_table(self, d: &DecoderParams) -> Table {
         let n = self.epoch.len();
         let mut t = Table::default();
@@ -111,6 +159,7 @@ impl Rows {
         t.push("n_train", Values::I64(self.n_train));
         t.push("n_test", Values::I64(self.n_test));
         t.push("best_step", Values::I64(self.best_step));
+        t.push("status", Values::Str(self.status));
         t.push("decoder_hidden", Values::I64(vec![d.hidden as i64; n]));
         t.push("decoder_lr", Values::F64(vec![Some(d.lr); n]));
         t.push("decoder_steps", Values::I64(vec![d.steps as i64; n]));

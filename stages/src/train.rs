@@ -126,13 +126,17 @@ pub fn loss_and_accuracy(logits: &Tensor, y: &Tensor) -> Result<(f64, f64)> {
 
 /// Trains from `start` to `params.to_epoch` and returns the new checkpoint and one log row per
 /// epoch. Deterministic: epoch e's order depends only on (seed, e), so a chain of segments gives
-/// the same bits as one uninterrupted run.
+/// the same bits as one uninterrupted run. When the loss stops being finite, the returned
+/// checkpoint is marked diverged (see [`Checkpoint::diverged`]) and training from it is a no-op.
 pub fn run_segment(
     start: &Checkpoint,
     data: &Dataset,
     params: &SegmentParams,
     device: &Device,
 ) -> Result<(Checkpoint, Vec<EpochLog>)> {
+    if start.diverged.is_some() {
+        return Ok((start.clone(), Vec::new()));
+    }
     let opt = &params.optimiser;
     let net = Network::from_weights(&start.shape, &start.weights, device)?;
     let mut momentum: Vec<Tensor> = net
@@ -166,12 +170,15 @@ pub fn run_segment(
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
-                return Err(Diverged {
-                    epoch: epoch + 1,
-                    step,
-                    loss: loss_value,
-                }
-                .into());
+                return Ok(diverged_at(
+                    start,
+                    Diverged {
+                        epoch: epoch + 1,
+                        step,
+                        loss: loss_value,
+                    },
+                    logs,
+                ));
             }
             let pred = logits.argmax(D::Minus1)?;
             correct += pred
@@ -198,12 +205,15 @@ pub fn run_segment(
         }
         let (val_loss, val_accuracy) = loss_and_accuracy(&net.forward(&x_val)?.logits, &y_val)?;
         if !val_loss.is_finite() {
-            return Err(Diverged {
-                epoch: epoch + 1,
-                step,
-                loss: val_loss as f32,
-            }
-            .into());
+            return Ok(diverged_at(
+                start,
+                Diverged {
+                    epoch: epoch + 1,
+                    step,
+                    loss: val_loss as f32,
+                },
+                logs,
+            ));
         }
         logs.push(EpochLog {
             epoch: epoch + 1,
@@ -238,6 +248,21 @@ pub fn run_segment(
         epoch: params.to_epoch,
         step,
         seed: start.seed,
+        diverged: None,
     };
     Ok((end, logs))
+}
+
+/// The result of a segment whose loss stopped being finite: the segment's starting weights,
+/// marked with where and how it diverged, and the epochs completed before.
+fn diverged_at(
+    start: &Checkpoint,
+    d: Diverged,
+    logs: Vec<EpochLog>,
+) -> (Checkpoint, Vec<EpochLog>) {
+    let end = Checkpoint {
+        diverged: Some(d.to_string()),
+        ..start.clone()
+    };
+    (end, logs)
 }

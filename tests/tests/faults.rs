@@ -135,3 +135,60 @@ fn concurrent_runs_compute_each_node_once_and_agree() {
         assert_eq!(table_digests(&store, "tiny"), expected);
     }
 }
+
+#[test]
+fn a_diverging_run_is_reported_recorded_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = experiment().replace("batch = [32, 256]", "batch = 32\nlr = [0.05, 1000000.0]");
+    std::fs::write(dir.path().join("tiny.toml"), text).unwrap();
+    let store = dir.path().join("store");
+    let o = uinfo(dir.path(), &store, &["run", "tiny.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "warning: run lr=1000000,seed=0 diverged: training diverged: loss is NaN at epoch 1"
+        ),
+        "{out}"
+    );
+    let report = std::fs::read_to_string(store.join("out/tiny/report.md")).unwrap();
+    assert!(
+        report.contains("## Diverged runs") && report.contains("`lr=1000000,seed=0`"),
+        "{report}"
+    );
+    // In usable_info the healthy run has a measurement at every checkpoint; the diverged run's
+    // rows after its divergence are marked and carry none.
+    let bytes = std::fs::read(store.join("out/tiny/usable_info.parquet")).unwrap();
+    let usable = stages::table::Table::from_parquet(&bytes).unwrap();
+    let (ids, status, bits) = (
+        usable.str("run_id").unwrap(),
+        usable.str("status").unwrap(),
+        usable.f64("bits").unwrap(),
+    );
+    for i in 0..usable.rows() {
+        if ids[i].starts_with("lr=0.05") {
+            assert!(
+                status[i] == "ok" && bits[i].is_finite(),
+                "row {i}: {} {}",
+                status[i],
+                bits[i]
+            );
+        }
+    }
+    let marked = (0..usable.rows())
+        .filter(|&i| ids[i].starts_with("lr=1000000") && status[i].starts_with("diverged"))
+        .count();
+    assert!(marked > 0 && (0..usable.rows()).all(|i| status[i] == "ok" || bits[i].is_nan()));
+    let summary = stages::table::Table::from_parquet(
+        &std::fs::read(store.join("out/tiny/summary.parquet")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        summary
+            .str("config")
+            .unwrap()
+            .iter()
+            .all(|c| c == "lr=0.05"),
+        "diverged runs are left out of the summary"
+    );
+}
