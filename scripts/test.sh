@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, clippy, the Rust tests (release build: training
-# needs optimised candle) and the Python interoperability tests in their own virtualenv.
+# needs optimised candle), the Python interoperability tests in their own virtualenv, and the
+# headless-Chromium report test. Ends with one line: "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 
 echo "== python environment"
 scripts/python-env.sh
@@ -10,11 +13,15 @@ echo "== chromium (for the report test)"
 scripts/chromium.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== build (release)"
 cargo build --release --workspace --bins
 echo "== cargo test (release)"
-cargo test --release --workspace
+cargo test --release --workspace 2>&1 | tee -a "$log"
 echo "== python interop tests"
-UINFO_BIN="$PWD/target/release/uinfo" "${UINFO_VENV:-$PWD/.venv}/bin/python" -m pytest -q tests/python
-echo "== cargo clippy"
-cargo clippy --release --workspace --all-targets -- -D warnings
+UINFO_BIN="$PWD/target/release/uinfo" "${UINFO_VENV:-$PWD/.venv}/bin/python" -m pytest -q tests/python 2>&1 | tee -a "$log"
+
+passed=$(grep -oE '([0-9]+) passed' "$log" | awk '{s += $1} END {print s + 0}')
+failed=$(grep -oE '([0-9]+) failed' "$log" | awk '{s += $1} END {print s + 0}')
+echo "$passed passed, $failed failed"
