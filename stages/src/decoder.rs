@@ -223,13 +223,7 @@ fn linear_vars(
     rng: &mut Rng,
     device: &Device,
 ) -> Result<(Var, Var)> {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    let w: Vec<f32> = (0..fan_in * fan_out)
-        .map(|_| rng.uniform_in(-bound, bound) as f32)
-        .collect();
-    let b: Vec<f32> = (0..fan_out)
-        .map(|_| rng.uniform_in(-bound, bound) as f32)
-        .collect();
+    let (w, b) = crate::network::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt());
     Ok((
         Var::from_tensor(&Tensor::from_vec(w, (fan_out, fan_in), device)?)?,
         Var::from_tensor(&Tensor::from_vec(b, fan_out, device)?)?,
@@ -417,116 +411,79 @@ mod linear {
         }
     }
 
-    /// The mean cross-entropy gradient over all rows, into `gw` and `gb`.
+    /// Gradient buffers: of the weights (classes × dim), of the biases, and a row's logits.
+    struct Grads {
+        w: Vec<f32>,
+        b: Vec<f32>,
+        z: Vec<f32>,
+    }
+
+    /// The mean cross-entropy gradient over the fitting rows `(x, y)`, into `g`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn gradient_body(
-        w: &[f32],
-        b: &[f32],
-        (x, y): (&[f32], &[i64]),
-        dim: usize,
-        n: f32,
-        gw: &mut [f32],
-        gb: &mut [f32],
-        z: &mut [f32],
-    ) {
-        gw.iter_mut().for_each(|g| *g = 0.0);
-        gb.iter_mut().for_each(|g| *g = 0.0);
-        if z.len() == 2 {
+    fn gradient_body(w: &[f32], b: &[f32], (x, y): (&[f32], &[i64]), g: &mut Grads) {
+        let (dim, n) = (w.len() / b.len(), y.len() as f32);
+        g.w.iter_mut().for_each(|v| *v = 0.0);
+        g.b.iter_mut().for_each(|v| *v = 0.0);
+        if b.len() == 2 {
             // Two classes: only the logit difference matters, and class 0's gradient is the
             // negative of class 1's, so one dot product, one exp and one update per row.
             let diff: Vec<f32> = (0..dim).map(|j| w[dim + j] - w[j]).collect();
             let bias = b[1] - b[0];
-            let (g0, g1) = gw.split_at_mut(dim);
+            let (g0, g1) = g.w.split_at_mut(dim);
             for (row, &label) in x.chunks_exact(dim).zip(y) {
                 let p1 = 1.0 / (1.0 + (-(dot(&diff, row) + bias)).exp());
-                let g = (p1 - f32::from(label == 1)) / n;
-                gb[1] += g;
+                let d = (p1 - f32::from(label == 1)) / n;
+                g.b[1] += d;
                 for (acc, x) in g1.iter_mut().zip(row) {
-                    *acc += g * x;
+                    *acc += d * x;
                 }
             }
             g0.iter_mut().zip(g1.iter()).for_each(|(a, b)| *a = -b);
-            gb[0] = -gb[1];
+            g.b[0] = -g.b[1];
             return;
         }
         for (row, &label) in x.chunks_exact(dim).zip(y) {
-            logits(w, b, row, z);
-            softmax(z);
-            for (c, &p) in z.iter().enumerate() {
-                let g = (p - f32::from(c == label as usize)) / n;
-                gb[c] += g;
-                for (acc, x) in gw[c * dim..(c + 1) * dim].iter_mut().zip(row) {
-                    *acc += g * x;
+            logits(w, b, row, &mut g.z);
+            softmax(&mut g.z);
+            for (c, &p) in g.z.iter().enumerate() {
+                let d = (p - f32::from(c == label as usize)) / n;
+                g.b[c] += d;
+                for (acc, x) in g.w[c * dim..(c + 1) * dim].iter_mut().zip(row) {
+                    *acc += d * x;
                 }
             }
         }
     }
 
     /// [`gradient_body`] compiled for the widest vectors the CPU has (same bits on each: no FMA).
-    #[allow(clippy::too_many_arguments)]
-    fn gradient(
-        w: &[f32],
-        b: &[f32],
-        xy: (&[f32], &[i64]),
-        dim: usize,
-        n: f32,
-        gw: &mut [f32],
-        gb: &mut [f32],
-        z: &mut [f32],
-    ) {
+    fn gradient(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512(
-                w: &[f32],
-                b: &[f32],
-                xy: (&[f32], &[i64]),
-                dim: usize,
-                n: f32,
-                gw: &mut [f32],
-                gb: &mut [f32],
-                z: &mut [f32],
-            ) {
-                gradient_body(w, b, xy, dim, n, gw, gb, z)
+            unsafe fn avx512(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
+                gradient_body(w, b, xy, g)
             }
             #[target_feature(enable = "avx2")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2(
-                w: &[f32],
-                b: &[f32],
-                xy: (&[f32], &[i64]),
-                dim: usize,
-                n: f32,
-                gw: &mut [f32],
-                gb: &mut [f32],
-                z: &mut [f32],
-            ) {
-                gradient_body(w, b, xy, dim, n, gw, gb, z)
+            unsafe fn avx2(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
+                gradient_body(w, b, xy, g)
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU supports the enabled feature.
-                return unsafe { avx512(w, b, xy, dim, n, gw, gb, z) };
+                return unsafe { avx512(w, b, xy, g) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports the enabled feature.
-                return unsafe { avx2(w, b, xy, dim, n, gw, gb, z) };
+                return unsafe { avx2(w, b, xy, g) };
             }
         }
-        gradient_body(w, b, xy, dim, n, gw, gb, z)
+        gradient_body(w, b, xy, g)
     }
 
     pub(super) fn fit(s: &Slices, p: &DecoderParams) -> Fitted {
         let (dim, k) = (s.dim, s.classes);
         let mut rng = Rng::derive(p.seed, "decoder", 0);
-        let bound = 1.0 / (dim as f64).sqrt();
-        let mut w: Vec<f32> = (0..k * dim)
-            .map(|_| rng.uniform_in(-bound, bound) as f32)
-            .collect();
-        let mut b: Vec<f32> = (0..k)
-            .map(|_| rng.uniform_in(-bound, bound) as f32)
-            .collect();
+        let (mut w, mut b) =
+            crate::network::uniform_linear(&mut rng, dim, k, 1.0 / (dim as f64).sqrt());
         let (mut adam_w, mut adam_b) = (
             Adam {
                 m: vec![0.0; k * dim],
@@ -537,8 +494,12 @@ mod linear {
                 v: vec![0.0; k],
             },
         );
-        let (mut gw, mut gb, mut z) = (vec![0f32; k * dim], vec![0f32; k], vec![0f32; k]);
-        let n = s.fit.1.len() as f32;
+        let mut g = Grads {
+            w: vec![0f32; k * dim],
+            b: vec![0f32; k],
+            z: vec![0f32; k],
+        };
+        let mut z = vec![0f32; k];
         let mut best: Option<(f64, Fitted)> = None;
         for step in 0..=p.steps {
             if step % p.eval_every.max(1) == 0 || step == p.steps {
@@ -558,9 +519,9 @@ mod linear {
             if step == p.steps {
                 break;
             }
-            gradient(&w, &b, s.fit, dim, n, &mut gw, &mut gb, &mut z);
-            adam_w.step(&mut w, &gw, p.lr, step as i32 + 1);
-            adam_b.step(&mut b, &gb, p.lr, step as i32 + 1);
+            gradient(&w, &b, s.fit, &mut g);
+            adam_w.step(&mut w, &g.w, p.lr, step as i32 + 1);
+            adam_b.step(&mut b, &g.b, p.lr, step as i32 + 1);
         }
         best.map(|(_, f)| f).unwrap_or(Fitted {
             ce: f64::INFINITY,

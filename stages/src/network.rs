@@ -80,18 +80,30 @@ impl Shape {
 /// Parameter values by name (row-major f32 with shape): a device-independent copy of weights.
 pub type Weights = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
+/// A linear layer's (weight, bias), uniform in ±`bound` like PyTorch's default with
+/// bound 1/√fan_in: the weight (fan_out × fan_in) drawn first, then the bias.
+pub fn uniform_linear(
+    rng: &mut Rng,
+    fan_in: usize,
+    fan_out: usize,
+    bound: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let weight = (0..fan_in * fan_out)
+        .map(|_| rng.uniform_in(-bound, bound) as f32)
+        .collect();
+    let bias = (0..fan_out)
+        .map(|_| rng.uniform_in(-bound, bound) as f32)
+        .collect();
+    (weight, bias)
+}
+
 /// Freshly initialised weights for a shape and seed.
 pub fn init_weights(shape: &Shape, seed: u64) -> Weights {
     let mut w = Weights::new();
     for (i, (fan_in, fan_out)) in shape.layer_dims().into_iter().enumerate() {
         let bound = shape.model.init_scale / (fan_in as f64).sqrt();
         let mut rng = Rng::derive(seed, "init", i as u64);
-        let weight: Vec<f32> = (0..fan_in * fan_out)
-            .map(|_| rng.uniform_in(-bound, bound) as f32)
-            .collect();
-        let bias: Vec<f32> = (0..fan_out)
-            .map(|_| rng.uniform_in(-bound, bound) as f32)
-            .collect();
+        let (weight, bias) = uniform_linear(&mut rng, fan_in, fan_out, bound);
         w.insert(
             format!("layers.{i}.weight"),
             (vec![fan_out, fan_in], weight),
