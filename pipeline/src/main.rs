@@ -139,6 +139,14 @@ enum Command {
         #[arg(long, value_name = "EXPERIMENT")]
         forget: Vec<String>,
     },
+    /// Keep a node's result through `gc` even when no experiment reaches it.
+    Pin {
+        /// Node name or key prefix.
+        query: String,
+        /// Remove the pin instead.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Copy an experiment's tables and report into a folder.
     Export {
         /// Experiment name.
@@ -420,10 +428,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             } else {
                 let verb = if r.dry_run { "would delete" } else { "deleted" };
                 println!(
-                    "{verb} {} blobs ({:.1} MB) and {} manifests; roots: {}",
+                    "{verb} {} blobs ({:.1} MB) and {} manifests; {} pinned nodes kept; roots: {}",
                     r.blobs,
                     r.bytes as f64 / 1e6,
                     r.manifests,
+                    r.pinned,
                     if r.roots.is_empty() {
                         "none".to_string()
                     } else {
@@ -431,6 +440,12 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                     }
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pin { query, remove } => {
+            let store = ops::open_store(&cli.store)?;
+            let key = pipeline::maintain::pin(&store, query, !remove)?;
+            println!("{} {key}", if *remove { "unpinned" } else { "pinned" });
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { name, dir } => {

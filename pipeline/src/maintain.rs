@@ -158,6 +158,27 @@ fn recompute_sample(store: &Store, manifests: &[Manifest], n: usize) -> Result<V
     Ok(out)
 }
 
+/// The store's pinned node keys (kept by `gc` whatever the roots), in `pins.json`.
+fn pins(store: &Store) -> Result<BTreeSet<Digest>> {
+    Ok(store
+        .read_json::<BTreeSet<Digest>>("pins.json")?
+        .unwrap_or_default())
+}
+
+/// Pins (or with `pin = false` unpins) the node a query names (node name or key prefix, as for
+/// `show`); returns its key.
+pub fn pin(store: &Store, query: &str, pin: bool) -> Result<Digest> {
+    let key = crate::ops::show(store, query)?.manifest.key;
+    let mut all = pins(store)?;
+    if pin {
+        all.insert(key);
+    } else {
+        all.remove(&key);
+    }
+    store.write_json("pins.json", &all)?;
+    Ok(key)
+}
+
 /// What `gc` removed (or, in a dry run, would remove).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcReport {
@@ -165,6 +186,8 @@ pub struct GcReport {
     pub roots: Vec<String>,
     /// Experiments removed from the roots.
     pub forgotten: Vec<String>,
+    /// Pinned nodes kept.
+    pub pinned: usize,
     /// Blobs deleted.
     pub blobs: usize,
     /// Manifests deleted.
@@ -175,8 +198,8 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-/// Deletes every blob and manifest that no recorded experiment reaches, after removing the
-/// `forget` experiments from the roots. Refuses while another process uses the store.
+/// Deletes every blob and manifest that no recorded experiment and no pinned node reaches, after
+/// removing the `forget` experiments from the roots. Refuses while another process uses the store.
 pub fn gc(store: &Store, dry_run: bool, forget: &[String]) -> Result<GcReport> {
     let _exclusive = store.try_lock_exclusive_use()?.ok_or_else(|| {
         anyhow!(
@@ -202,6 +225,13 @@ pub fn gc(store: &Store, dry_run: bool, forget: &[String]) -> Result<GcReport> {
             blobs.extend(entry.outputs.values().copied());
         }
         report.roots.push(name);
+    }
+    for key in pins(store)? {
+        if let Some(m) = store.get_manifest(&key)? {
+            keys.insert(key);
+            blobs.extend(m.outputs.values().copied());
+            report.pinned += 1;
+        }
     }
     if let Some(unknown) = forget.iter().find(|f| !report.forgotten.contains(f)) {
         return Err(crate::ops::UsageError(format!(

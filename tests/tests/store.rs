@@ -85,6 +85,21 @@ fn gc_removes_exactly_what_no_kept_experiment_reaches() {
     let count = |sub: &str| walk(&store.join(sub)).len();
     let (blobs, manifests) = (count("blobs"), count("ac"));
 
+    // One node of the experiment about to be forgotten is pinned: it and its outputs stay.
+    let pinned = uinfo(dir.path(), &store, &["pin", "train/batch=32,seed=0/e0-1"]);
+    assert!(pinned.status.success(), "{}", stderr(&pinned));
+    let shown = uinfo(
+        dir.path(),
+        &store,
+        &["--json", "show", "train/batch=32,seed=0/e0-1"],
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let pinned_blobs: Vec<String> = shown["manifest"]["outputs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
     let dry = uinfo(
         dir.path(),
         &store,
@@ -126,7 +141,9 @@ fn gc_removes_exactly_what_no_kept_experiment_reaches() {
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
         .collect();
-    assert_eq!(left, reachable);
+    let mut expected = reachable.clone();
+    expected.extend(pinned_blobs);
+    assert_eq!(left, expected);
     assert_eq!(
         count("blobs"),
         blobs - gc["blobs"].as_u64().unwrap() as usize
