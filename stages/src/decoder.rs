@@ -288,35 +288,76 @@ fn fit_mlp(s: &Slices, p: &DecoderParams, device: &Device) -> Result<Fitted> {
             weight_decay: 0.0,
         },
     )?;
-    let mut best: Option<(f64, Fitted)> = None;
+    let mut stopping = EarlyStopping::new(p);
     for step in 0..=p.steps {
-        if step % p.eval_every.max(1) == 0 || step == p.steps {
+        if stopping.due(step) {
             let (es_ce, _) = loss_and_accuracy(&forward(&ex)?, &ey)?;
-            if es_ce.is_finite() && best.as_ref().is_none_or(|(b, _)| es_ce < *b) {
-                let (ce, accuracy) = loss_and_accuracy(&forward(&tx)?, &ty)?;
-                best = Some((
-                    es_ce,
-                    Fitted {
-                        ce,
-                        accuracy,
-                        best_step: step,
-                    },
-                ));
-            }
+            stopping.offer(step, es_ce, || loss_and_accuracy(&forward(&tx)?, &ty))?;
         }
         if step == p.steps {
             break;
         }
         opt.backward_step(&candle_nn::loss::cross_entropy(&forward(&fx)?, &fy)?)?;
     }
-    best.map(|(_, f)| f)
+    stopping
+        .best()
         .ok_or_else(|| anyhow::anyhow!("the decoder's loss was never finite"))
+}
+
+/// Early stopping: evaluates every `eval_every` steps and at the last, and keeps the test
+/// metrics of the step whose early-stopping loss is lowest.
+struct EarlyStopping {
+    every: usize,
+    last: usize,
+    best: Option<(f64, Fitted)>,
+}
+
+impl EarlyStopping {
+    fn new(p: &DecoderParams) -> EarlyStopping {
+        EarlyStopping {
+            every: p.eval_every.max(1),
+            last: p.steps,
+            best: None,
+        }
+    }
+
+    /// Whether `step` is evaluated.
+    fn due(&self, step: usize) -> bool {
+        step.is_multiple_of(self.every) || step == self.last
+    }
+
+    /// Records a step's early-stopping loss; measures the test split with `test` (mean CE,
+    /// accuracy) only when the step is the best so far.
+    fn offer<E>(
+        &mut self,
+        step: usize,
+        es_ce: f64,
+        test: impl FnOnce() -> Result<(f64, f64), E>,
+    ) -> Result<(), E> {
+        if es_ce.is_finite() && self.best.as_ref().is_none_or(|(b, _)| es_ce < *b) {
+            let (ce, accuracy) = test()?;
+            self.best = Some((
+                es_ce,
+                Fitted {
+                    ce,
+                    accuracy,
+                    best_step: step,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The kept metrics, if any evaluation was finite.
+    fn best(self) -> Option<Fitted> {
+        self.best.map(|(_, f)| f)
+    }
 }
 
 /// Softmax regression by hand: one pass over the features per Adam step, no allocation in the
 /// loop. Same initialisation and Adam update as the candle path, ~10x faster on small problems.
 mod linear {
-    use super::{DecoderParams, Fitted, Slices};
+    use super::{DecoderParams, EarlyStopping, Fitted, Slices};
     use crate::rng::Rng;
 
     /// Dot product with 16 independent partial sums, so the compiler can vectorise it. The lanes
@@ -500,21 +541,13 @@ mod linear {
             z: vec![0f32; k],
         };
         let mut z = vec![0f32; k];
-        let mut best: Option<(f64, Fitted)> = None;
+        let mut stopping = EarlyStopping::new(p);
         for step in 0..=p.steps {
-            if step % p.eval_every.max(1) == 0 || step == p.steps {
+            if stopping.due(step) {
                 let (es_ce, _) = evaluate(&w, &b, s.es, dim, &mut z);
-                if es_ce.is_finite() && best.as_ref().is_none_or(|(bst, _)| es_ce < *bst) {
-                    let (ce, accuracy) = evaluate(&w, &b, s.test, dim, &mut z);
-                    best = Some((
-                        es_ce,
-                        Fitted {
-                            ce,
-                            accuracy,
-                            best_step: step,
-                        },
-                    ));
-                }
+                let test =
+                    || Ok::<_, std::convert::Infallible>(evaluate(&w, &b, s.test, dim, &mut z));
+                let Ok(()) = stopping.offer(step, es_ce, test);
             }
             if step == p.steps {
                 break;
@@ -523,7 +556,7 @@ mod linear {
             adam_w.step(&mut w, &g.w, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.b, p.lr, step as i32 + 1);
         }
-        best.map(|(_, f)| f).unwrap_or(Fitted {
+        stopping.best().unwrap_or(Fitted {
             ce: f64::INFINITY,
             accuracy: 0.0,
             best_step: 0,
