@@ -270,15 +270,9 @@ impl Run {
 
     /// The configuration: the id without the seed.
     pub fn config(&self) -> String {
-        let parts: Vec<String> = self
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", fmt_value(v)))
-            .collect();
-        if parts.is_empty() {
-            "default".into()
-        } else {
-            parts.join(",")
+        match self.id_with(|_| true, false) {
+            s if s.is_empty() => "default".into(),
+            s => s,
         }
     }
 
@@ -288,21 +282,12 @@ impl Run {
             .params
             .iter()
             .filter(|(k, _)| keep(k))
-            .map(|(k, v)| format!("{k}={}", fmt_value(v)))
+            .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if seed {
             parts.push(format!("seed={}", self.seed));
         }
         parts.join(",")
-    }
-}
-
-/// Formats a swept value for ids.
-pub fn fmt_value(v: &ParamValue) -> String {
-    match v {
-        ParamValue::I64(x) => x.to_string(),
-        ParamValue::F64(x) => x.to_string(),
-        ParamValue::Str(s) => s.clone(),
     }
 }
 

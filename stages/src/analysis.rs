@@ -22,6 +22,17 @@ pub enum ParamValue {
     Str(String),
 }
 
+impl std::fmt::Display for ParamValue {
+    /// The value as it appears in run ids, e.g. `0.05`, `32`, `coherence`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::I64(x) => write!(f, "{x}"),
+            ParamValue::F64(x) => write!(f, "{x}"),
+            ParamValue::Str(x) => f.write_str(x),
+        }
+    }
+}
+
 /// One training run of an experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -586,11 +597,7 @@ fn claims_table(
                     .iter()
                     .find(|r| &r.config == c)
                     .and_then(|r| r.params.iter().find(|(k, _)| k == axis))
-                    .map(|(_, v)| match v {
-                        ParamValue::I64(x) => x.to_string(),
-                        ParamValue::F64(x) => x.to_string(),
-                        ParamValue::Str(x) => x.clone(),
-                    })
+                    .map(|(_, v)| v.to_string())
                     .unwrap_or_default();
                 if let Some(s) = colour(c) {
                     let finals: Vec<f64> = s.iter().map(|x| x.last).collect();
