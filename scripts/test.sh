@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, clippy, the Rust tests (release build: training
-# needs optimised candle), the Python interoperability tests in their own virtualenv, and the
-# headless-Chromium report test. Ends with one line: "N passed, M failed".
+# needs optimised candle), the Python interoperability tests in their own virtualenv, the
+# headless-Chromium report test, and the remote tests against a SeaweedFS S3 server on loopback.
+# Ends with one line: "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; bash scripts/s3-local-stop.sh >/dev/null' EXIT
 
 echo "== python environment"
 scripts/python-env.sh
 echo "== chromium (for the report test)"
 scripts/chromium.sh
+echo "== S3 server (SeaweedFS on loopback, for the remote tests; stopped on exit)"
+bash scripts/s3-local.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -2,7 +2,8 @@
 //! manifests keyed by canonical node keys, and per-key advisory locks.
 //!
 //! Layout of a store root (default `.uinfo/`):
-//! `blobs/<2 hex>/<64 hex>`, `ac/<2 hex>/<64 hex>.json`, `tmp/`, `locks/`, `experiments/`.
+//! `blobs/<2 hex>/<64 hex>`, `ac/<2 hex>/<64 hex>.json`, `tmp/`, `locks/`, `experiments/`,
+//! `config.json` (remotes). [`remote`] copies blobs and manifests to and from object stores.
 
 mod canonical;
 mod digest;
@@ -10,6 +11,7 @@ mod error;
 mod lock;
 mod maintenance;
 mod manifest;
+pub mod remote;
 mod store;
 
 pub use canonical::{canonical_json, canonical_key};

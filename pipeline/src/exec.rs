@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::graph::{Graph, NodeId};
 use crate::plan::{input_digests, key, Plan, State};
 use crate::runner::{compute, Inputs, VERSION};
+use crate::share::RunRemote;
 
 /// How a node ended in one execution.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub enum Outcome {
     Computed,
     /// Found in the store when its turn came (early cutoff, or another process computed it).
     CutOff,
+    /// Fetched from the remote.
+    Fetched,
     /// Failed with this message.
     Failed(String),
     /// Not run because a parent failed.
@@ -46,10 +49,19 @@ impl Execution {
     }
 }
 
-/// A finished node: its manifest and whether it was computed here, or its error.
-type Done = (NodeId, Result<(Manifest, bool), String>);
+/// A node that finished well: its manifest, how it was obtained, and lines to show.
+struct Finished {
+    manifest: Manifest,
+    outcome: Outcome,
+    seconds: f64,
+    notes: Vec<String>,
+}
 
-/// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers.
+/// A finished node, or its error.
+type Done = (NodeId, Result<Finished, String>);
+
+/// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers,
+/// fetching each from `remote` instead when it has the result.
 pub fn execute(
     graph: &Graph,
     plan: &Plan,
@@ -57,6 +69,7 @@ pub fn execute(
     store: &Store,
     jobs: usize,
     quiet: bool,
+    remote: Option<&RunRemote>,
 ) -> Execution {
     let n = graph.nodes.len();
     let mut manifests: Vec<Option<Manifest>> = plan
@@ -95,7 +108,8 @@ pub fn execute(
             scope.spawn(move || loop {
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((id, inputs)) = job else { break };
-                let result = run_node(graph, id, &inputs, store).map_err(|e| format!("{e:#}"));
+                let result =
+                    run_node(graph, id, &inputs, store, remote).map_err(|e| format!("{e:#}"));
                 if done_tx.send((id, result)).is_err() {
                     break;
                 }
@@ -138,17 +152,20 @@ pub fn execute(
             in_flight -= 1;
             let name = &graph.nodes[id].name;
             match result {
-                Ok((m, computed)) => {
-                    progress.finished(
-                        name,
-                        if computed { "done" } else { "cached" },
-                        m.provenance.seconds,
-                    );
-                    outcomes[id] = Some(if computed {
-                        Outcome::Computed
-                    } else {
-                        Outcome::CutOff
-                    });
+                Ok(Finished {
+                    manifest: m,
+                    outcome,
+                    seconds,
+                    notes,
+                }) => {
+                    notes.iter().for_each(|n| progress.note(n));
+                    let what = match outcome {
+                        Outcome::Computed => "done",
+                        Outcome::Fetched => "fetched",
+                        _ => "cached",
+                    };
+                    progress.finished(name, what, seconds);
+                    outcomes[id] = Some(outcome);
                     manifests[id] = Some(m);
                     for &c in &children[id] {
                         waiting[c] -= 1;
@@ -192,14 +209,35 @@ fn skip_descendants(
     }
 }
 
-/// Computes one node under its key's lock, unless the store already has its result.
-/// Returns the manifest and whether it was computed here.
-fn run_node(graph: &Graph, id: NodeId, inputs: &Inputs, store: &Store) -> Result<(Manifest, bool)> {
+/// Computes one node under its key's lock, unless the store already has its result or the
+/// remote provides it.
+fn run_node(
+    graph: &Graph,
+    id: NodeId,
+    inputs: &Inputs,
+    store: &Store,
+    remote: Option<&RunRemote>,
+) -> Result<Finished> {
     let node = &graph.nodes[id];
     let k = key(node, &inputs.digests);
     let _lock = store.lock_key(&k)?;
+    let clock = Instant::now();
+    let finished = |manifest, outcome, notes| Finished {
+        manifest,
+        outcome,
+        seconds: clock.elapsed().as_secs_f64(),
+        notes,
+    };
     if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
-        return Ok((m, false));
+        return Ok(finished(m, Outcome::CutOff, Vec::new()));
+    }
+    let mut notes = Vec::new();
+    if let Some(r) = remote {
+        let (fetched, note) = r.fetch(store, &k, &node.name);
+        notes.extend(note);
+        if let Some(m) = fetched {
+            return Ok(finished(m, Outcome::Fetched, notes));
+        }
     }
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -220,7 +258,8 @@ fn run_node(graph: &Graph, id: NodeId, inputs: &Inputs, store: &Store) -> Result
         provenance,
     };
     store.put_manifest(&m)?;
-    Ok((m, true))
+    notes.extend(remote.and_then(|r| r.pushed(store, &m)));
+    Ok(finished(m, Outcome::Computed, notes))
 }
 
 /// Progress display: a bar on a terminal, plain lines otherwise.
@@ -253,6 +292,13 @@ impl Progress {
             }
             None if !self.quiet => eprintln!("{what:>6} {name} ({seconds:.2} s)"),
             None => {}
+        }
+    }
+
+    fn note(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
         }
     }
 

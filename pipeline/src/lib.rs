@@ -1,5 +1,5 @@
 //! The uinfo pipeline: experiment files, the DAG of nodes, cache keys and planning, the local
-//! executor, and the operations behind each `uinfo` command.
+//! executor, sharing through remotes, and the operations behind each `uinfo` command.
 //!
 //! Depends on `stages` (the science), `reports` and `artifacts` (the store); nothing depends on it.
 
@@ -12,4 +12,5 @@ pub mod plan;
 pub mod record;
 pub mod runner;
 pub mod select;
+pub mod share;
 pub mod stage;

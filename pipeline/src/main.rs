@@ -11,6 +11,7 @@ use mimalloc::MiMalloc;
 use pipeline::experiment::{self, Experiment, ExperimentError};
 use pipeline::ops::{self, UsageError};
 use pipeline::select::Selector;
+use pipeline::share::{self, RunRemote, Shared, TransferBar};
 use pipeline::stage::Stage;
 
 #[global_allocator]
@@ -75,8 +76,31 @@ enum Command {
         /// No per-node progress.
         #[arg(short, long)]
         quiet: bool,
+        /// Fetch each node's result from this remote when it has it, instead of computing it.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+        /// Send each node computed here to the remote (with --remote).
+        #[arg(long, requires = "remote")]
+        push: bool,
         #[command(flatten)]
         select: Select,
+    },
+    /// Manage remotes: object stores (s3://BUCKET/PREFIX, file:///PATH) that share results.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Send an experiment's results (default: everything in the store) to a remote, those it lacks.
+    Push {
+        /// Built-in name or path to a TOML file (default: every result in the store).
+        experiment: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Fetch an experiment's results (default: everything on the remote) from a remote, those the store lacks.
+    Pull {
+        /// Built-in name or path to a TOML file (default: everything on the remote).
+        experiment: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
     /// Dry run: each node cached or to run, and why.
     Status {
@@ -156,6 +180,73 @@ enum Command {
     },
 }
 
+/// `uinfo remote ...`.
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// Add (or change) a remote. S3 credentials and endpoint come from the AWS environment
+    /// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP).
+    Add {
+        /// Its name, e.g. `lab`.
+        name: String,
+        /// s3://BUCKET/PREFIX or file:///PATH.
+        url: String,
+    },
+    /// List the remotes.
+    List,
+    /// Remove a remote (nothing on it is deleted).
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Options of `push` and `pull`.
+#[derive(clap::Args)]
+struct TransferArgs {
+    /// The remote (default: the only one configured).
+    #[arg(long, value_name = "NAME")]
+    remote: Option<String>,
+    /// Objects transferred at once.
+    #[arg(short = 'j', long, default_value_t = artifacts::remote::DEFAULT_JOBS)]
+    jobs: usize,
+    /// No progress display.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Prints what a push or pull did; exit 1 when something could not be transferred.
+fn report_transfer(verb: &str, s: &Shared, json: bool) -> ExitCode {
+    let t = &s.transfer;
+    if json {
+        print_json(s);
+    } else {
+        for p in &t.problems {
+            println!("error: {p}");
+        }
+        let secs = t.seconds.max(1e-9);
+        println!(
+            "{verb} {} objects ({}) {} `{}` in {:.1} s: {:.1} MB/s, {:.0} objects/s; {} already there",
+            t.objects,
+            indicatif::HumanBytes(t.bytes),
+            if verb == "pushed" { "to" } else { "from" },
+            s.remote,
+            t.seconds,
+            t.bytes as f64 / 1e6 / secs,
+            t.objects as f64 / secs,
+            t.present
+        );
+        if s.unavailable > 0 {
+            let why = if verb == "pushed" {
+                "not computed here"
+            } else {
+                "not on the remote"
+            };
+            println!("{} nodes of the experiment are {why}", s.unavailable);
+        }
+    }
+    ExitCode::from(if t.problems.is_empty() { 0 } else { 1 })
+}
+
 fn load(arg: Option<&str>) -> Result<Experiment> {
     experiment::load(arg.unwrap_or("checkerboard")).map_err(Into::into)
 }
@@ -193,22 +284,49 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             experiment,
             jobs,
             quiet,
+            remote,
+            push,
             select,
         } => {
             let exp = load(experiment.as_deref())?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
+            let remote = match remote {
+                Some(name) => {
+                    let (remote, warning) = RunRemote::connect(&store, name, *push)?;
+                    if let Some(w) = warning {
+                        eprintln!("{w}");
+                    }
+                    remote
+                }
+                None => None,
+            };
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
             let clock = Instant::now();
-            let s = ops::run(&exp, &store, jobs, *quiet || cli.json, &selector)?;
+            let s = ops::run(
+                &exp,
+                &store,
+                jobs,
+                *quiet || cli.json,
+                &selector,
+                remote.as_ref(),
+            )?;
             if cli.json {
                 print_json(&s);
             } else {
-                if s.computed == 0 && s.failed.is_empty() {
+                if s.computed == 0 && s.fetched > 0 && s.failed.is_empty() {
+                    println!(
+                        "{}: computed nothing, fetched {} nodes from the remote, {} cached ({:.1} s)",
+                        s.experiment,
+                        s.fetched,
+                        s.cached + s.cut_off,
+                        clock.elapsed().as_secs_f64()
+                    );
+                } else if s.computed == 0 && s.failed.is_empty() {
                     println!(
                         "nothing to do: all {} nodes of {} are cached",
                         s.cached + s.cut_off,
@@ -216,9 +334,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                     );
                 } else {
                     println!(
-                        "{}: computed {} nodes, {} cached, {} cut off early, {} failed, {} skipped ({:.1} s)",
+                        "{}: computed {} nodes, {} fetched, {} cached, {} cut off early, {} failed, {} skipped ({:.1} s)",
                         s.experiment,
                         s.computed,
+                        s.fetched,
                         s.cached,
                         s.cut_off,
                         s.failed.len(),
@@ -260,6 +379,58 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::from(if s.failed.is_empty() { 0 } else { 1 }))
+        }
+        Command::Remote(command) => {
+            let store = ops::open_store(&cli.store)?;
+            match command {
+                RemoteCommand::Add { name, url } => {
+                    share::add_remote(&store, name, url)?;
+                    println!("added remote {name}: {url}");
+                }
+                RemoteCommand::Remove { name } => {
+                    share::remove_remote(&store, name)?;
+                    println!("removed remote {name}");
+                }
+                RemoteCommand::List => {
+                    let remotes = share::remotes(&store)?;
+                    if cli.json {
+                        print_json(&remotes);
+                    } else {
+                        for (name, url) in remotes {
+                            println!("{name}\t{url}");
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Push {
+            experiment,
+            transfer,
+        }
+        | Command::Pull {
+            experiment,
+            transfer,
+        } => {
+            let pushing = matches!(cli.command, Command::Push { .. });
+            let exp = experiment.as_deref().map(|e| load(Some(e))).transpose()?;
+            let store = ops::open_store(&cli.store)?;
+            let _in_use = store.lock_use()?;
+            let remote =
+                share::open_remote(&store, transfer.remote.as_deref(), Some(transfer.jobs))?;
+            let verb = if pushing { "push" } else { "pull" };
+            let bar = TransferBar::new(verb, transfer.quiet || cli.json);
+            let shared = if pushing {
+                share::push(exp.as_ref(), &store, &remote, &bar)
+            } else {
+                share::pull(exp.as_ref(), &store, &remote, &bar)
+            };
+            bar.finish();
+            Ok(report_transfer(
+                if pushing { "pushed" } else { "pulled" },
+                &shared?,
+                cli.json,
+            ))
         }
         Command::Status {
             experiment,

@@ -13,6 +13,7 @@ use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};
 use crate::record::{Record, RecordEntry};
 use crate::select::Selector;
+use crate::share::RunRemote;
 
 /// Bad input or usage: the CLI exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,8 @@ pub struct RunSummary {
     pub cached: usize,
     /// Nodes found in the store when their turn came (early cutoff).
     pub cut_off: usize,
+    /// Nodes fetched from the remote instead of computed.
+    pub fetched: usize,
     /// Failed nodes with their messages.
     pub failed: Vec<(String, String)>,
     /// Nodes not run because a parent failed.
@@ -103,14 +106,15 @@ pub struct RunSummary {
     pub diverged: Vec<(String, String)>,
 }
 
-/// Runs an experiment: computes what is missing or stale, records the run, and links the tables
-/// and report under `<store>/out/<experiment>/`.
+/// Runs an experiment: computes what is missing or stale (or fetches it from `remote`), records
+/// the run, and links the tables and report under `<store>/out/<experiment>/`.
 pub fn run(
     exp: &Experiment,
     store: &Store,
     jobs: usize,
     quiet: bool,
     selector: &Selector,
+    remote: Option<&RunRemote>,
 ) -> Result<RunSummary> {
     let _in_use = store.lock_use()?;
     let graph = build(exp);
@@ -121,7 +125,7 @@ pub fn run(
     let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
     // Stale nodes a selector leaves out end as "skipped" in the execution; they are not failures' fallout.
     let left_out = stale.len() - to_run.len();
-    let ex = execute(&graph, &plan, &to_run, store, jobs, quiet);
+    let ex = execute(&graph, &plan, &to_run, store, jobs, quiet, remote);
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
     record.source = exp.source.clone();
@@ -165,6 +169,7 @@ pub fn run(
         computed: ex.count(|o| matches!(o, Outcome::Computed)),
         cached: ex.count(|o| matches!(o, Outcome::Cached)),
         cut_off: ex.count(|o| matches!(o, Outcome::CutOff)),
+        fetched: ex.count(|o| matches!(o, Outcome::Fetched)),
         failed,
         skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - left_out,
         outputs,

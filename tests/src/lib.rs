@@ -65,3 +65,48 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     out.sort();
     out
 }
+
+/// Runs `uinfo --store STORE ARGS...` in `cwd` with extra environment variables.
+pub fn uinfo_env(cwd: &Path, store: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(uinfo_bin())
+        .current_dir(cwd)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("uinfo runs")
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The AWS environment of the loopback SeaweedFS S3 server, which `scripts/s3-local.sh` starts
+/// if it is not running (the test command starts it beforehand).
+pub fn s3_env() -> &'static [(String, String)] {
+    static ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = repo_root().join("scripts/s3-local.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("bash runs");
+        assert!(
+            status.success(),
+            "{} failed: the S3 tests need its SeaweedFS server",
+            script.display()
+        );
+        let run = std::env::var("S3_LOCAL_RUN").unwrap_or_else(|_| "/run/s3-local".into());
+        let text = std::fs::read_to_string(Path::new(&run).join("env")).expect("s3-local env file");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}

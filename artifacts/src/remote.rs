@@ -1,0 +1,615 @@
+//! Remotes (SPEC §2.4): object stores, S3-compatible or a local directory, holding copies of
+//! blobs and manifests so that one machine fetches what another computed.
+//!
+//! Layout under the remote's prefix: `blobs/<64 hex>` and `ac/<64 hex>.json`. Blobs and
+//! manifests are written only if absent. Everything fetched is checked against its digest (a
+//! manifest against its key) before it enters the local store. A push sends blobs before the
+//! manifests that name them, so a manifest on the remote has its blobs there even after a push
+//! was killed; a rerun lists what the remote has and sends only the rest.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+
+use crate::{Digest, Manifest, Store, StoreError};
+
+/// Objects transferred at once by default.
+pub const DEFAULT_JOBS: usize = 16;
+
+/// Where a remote URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// `s3://bucket/prefix`: any S3-compatible server, configured by the AWS environment.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket, without leading or trailing slashes (may be empty).
+        prefix: String,
+    },
+    /// `file:///path`: a directory, e.g. on a shared filesystem.
+    File {
+        /// The absolute directory.
+        dir: PathBuf,
+    },
+}
+
+impl Location {
+    /// Parses `s3://bucket[/prefix]` or `file:///absolute/path`.
+    pub fn parse(url: &str) -> Result<Location, RemoteError> {
+        let bad = |why: &str| RemoteError::BadUrl {
+            url: url.to_string(),
+            why: why.to_string(),
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c);
+            if bucket.len() < 3 || !bucket.chars().all(valid) {
+                return Err(bad("expected s3://BUCKET/PREFIX with a bucket name of 3 or more lowercase letters, digits, '-' or '.'"));
+            }
+            Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad("expected file:///ABSOLUTE/PATH (three slashes)"));
+            }
+            Ok(Location::File {
+                dir: PathBuf::from(path),
+            })
+        } else {
+            Err(bad("expected s3://BUCKET/PREFIX or file:///PATH"))
+        }
+    }
+}
+
+/// A failure to use a remote; `Display` is one line naming the remote.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// A URL that is neither `s3://` nor `file://`.
+    #[error("bad remote URL `{url}`: {why}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What was expected.
+        why: String,
+    },
+    /// The remote cannot be used: unreachable, access denied, no such bucket or directory, ...
+    #[error("remote `{remote}` ({url}): {problem}")]
+    Unusable {
+        /// The remote's name.
+        remote: String,
+        /// Its URL.
+        url: String,
+        /// What went wrong, with what to check.
+        problem: String,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Local(#[from] StoreError),
+}
+
+/// Receives the progress of a transfer.
+pub trait Progress: Sync {
+    /// Called once, with how many objects and bytes are to be transferred.
+    fn start(&self, _objects: u64, _bytes: u64) {}
+    /// Called after each object, with its size.
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// What a push or pull did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Transfer {
+    /// Objects (blobs and manifests) transferred.
+    pub objects: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+    /// Objects the other side had already.
+    pub present: u64,
+    /// Problems that kept objects out of the local store: corrupt or missing remote blobs, bad
+    /// remote manifests. Empty after a clean transfer.
+    pub problems: Vec<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The result of fetching one node's result for `run --remote`.
+#[derive(Debug)]
+pub enum Fetch {
+    /// The manifest and all its blobs are now in the local store.
+    Fetched(Box<Manifest>),
+    /// The remote does not have this key.
+    Absent,
+    /// The remote has it, but something was wrong; nothing was stored.
+    Rejected(String),
+}
+
+/// A remote object store, with its own small async runtime behind a blocking interface.
+pub struct Remote {
+    name: String,
+    url: String,
+    objects: Arc<dyn ObjectStore>,
+    /// Empty, or the key prefix ending in `/`.
+    prefix: String,
+    runtime: tokio::runtime::Runtime,
+    jobs: usize,
+}
+
+impl Remote {
+    /// Connects to the remote `name` at `url` (nothing is sent until an operation; see
+    /// [`Remote::check`]). S3 settings come from the standard AWS environment variables.
+    pub fn open(name: &str, url: &str) -> Result<Remote, RemoteError> {
+        let unusable = |problem: String| RemoteError::Unusable {
+            remote: name.to_string(),
+            url: url.to_string(),
+            problem,
+        };
+        let (objects, prefix): (Arc<dyn ObjectStore>, String) = match Location::parse(url)? {
+            Location::S3 { bucket, prefix } => (Arc::new(s3(&bucket).map_err(unusable)?), prefix),
+            Location::File { dir } => {
+                if !dir.is_dir() {
+                    return Err(unusable(format!(
+                        "directory {} does not exist (create it first)",
+                        dir.display()
+                    )));
+                }
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| unusable(describe(&e, "")))?;
+                (Arc::new(fs), String::new())
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| unusable(format!("cannot start the I/O runtime: {e}")))?;
+        Ok(Remote {
+            name: name.to_string(),
+            url: url.to_string(),
+            objects,
+            prefix: if prefix.is_empty() {
+                prefix
+            } else {
+                format!("{prefix}/")
+            },
+            runtime,
+            jobs: DEFAULT_JOBS,
+        })
+    }
+
+    /// Sets how many objects are transferred at once (at least 1).
+    pub fn with_jobs(mut self, jobs: usize) -> Remote {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// The remote's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The remote's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Lists under the prefix once, so that bad credentials, an unreachable endpoint or a
+    /// missing bucket are found before any work, with one clear error.
+    pub fn check(&self) -> Result<(), RemoteError> {
+        let prefix = ObjectPath::from(self.prefix.as_str());
+        self.runtime.block_on(async {
+            match self.objects.list(Some(&prefix)).next().await {
+                Some(Err(e)) => Err(self.fail(&e)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Keys of all manifests on the remote.
+    pub fn manifest_keys(&self) -> Result<Vec<Digest>, RemoteError> {
+        let listed = self.runtime.block_on(self.list("ac/", ".json"))?;
+        Ok(listed.into_keys().collect())
+    }
+
+    /// Sends the given manifests and the blobs they name, those the remote lacks: blobs first,
+    /// then manifests. Local blobs are verified as they are read.
+    pub fn push(
+        &self,
+        local: &Store,
+        manifests: &[Manifest],
+        progress: &dyn Progress,
+    ) -> Result<Transfer, RemoteError> {
+        let clock = Instant::now();
+        self.runtime.block_on(async {
+            let on_remote = self.list("blobs/", "").await?;
+            let have_manifests = self.list("ac/", ".json").await?;
+            let blobs: BTreeSet<Digest> = manifests
+                .iter()
+                .flat_map(|m| m.outputs.values().copied())
+                .collect();
+            let send_blobs: Vec<Digest> = blobs
+                .iter()
+                .filter(|d| !on_remote.contains_key(d))
+                .copied()
+                .collect();
+            let send_manifests: Vec<&Manifest> = manifests
+                .iter()
+                .filter(|m| !have_manifests.contains_key(&m.key))
+                .collect();
+            let bytes: u64 = send_blobs.iter().map(|d| local.blob_size(d)).sum::<u64>()
+                + send_manifests
+                    .iter()
+                    .map(|m| file_size(&local.manifest_path(&m.key)))
+                    .sum::<u64>();
+            progress.start((send_blobs.len() + send_manifests.len()) as u64, bytes);
+            let counter = Counter::default();
+            let sent = &counter;
+            futures::stream::iter(send_blobs.iter().map(|&d| async move {
+                let bytes = local.read_blob(&d)?;
+                let len = bytes.len() as u64;
+                let created = self.put_if_absent(&self.blob(&d), bytes).await?;
+                sent.add(created, len, progress);
+                Ok::<(), RemoteError>(())
+            }))
+            .buffer_unordered(self.jobs)
+            .try_collect::<()>()
+            .await?;
+            futures::stream::iter(send_manifests.iter().map(|m| async move {
+                let path = local.manifest_path(&m.key);
+                let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+                let len = bytes.len() as u64;
+                let created = self.put_if_absent(&self.manifest(&m.key), bytes).await?;
+                sent.add(created, len, progress);
+                Ok::<(), RemoteError>(())
+            }))
+            .buffer_unordered(self.jobs)
+            .try_collect::<()>()
+            .await?;
+            let total = (blobs.len() + manifests.len()) as u64;
+            Ok(sent.transfer(total, Vec::new(), clock))
+        })
+    }
+
+    /// Sends one node's blobs and manifest, skipping blobs the remote has (for `run --push`).
+    pub fn push_one(&self, local: &Store, m: &Manifest) -> Result<(), RemoteError> {
+        self.runtime.block_on(async {
+            for d in m.outputs.values() {
+                let path = self.blob(d);
+                match self.objects.head(&path).await {
+                    Ok(_) => continue,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.fail(&e)),
+                }
+                self.put_if_absent(&path, local.read_blob(d)?).await?;
+            }
+            let path = local.manifest_path(&m.key);
+            let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            self.put_if_absent(&self.manifest(&m.key), bytes).await?;
+            Ok(())
+        })
+    }
+
+    /// Fetches the manifests stored under `keys`, those the remote has. Manifests that do not
+    /// parse or name another key are left out, with a problem line each.
+    pub fn get_manifests(
+        &self,
+        keys: &[Digest],
+    ) -> Result<(Vec<Manifest>, Vec<String>), RemoteError> {
+        self.runtime.block_on(async {
+            let fetched: Vec<Option<Result<Manifest, String>>> =
+                futures::stream::iter(keys.iter().map(|k| self.get_manifest(k)))
+                    .buffered(self.jobs)
+                    .try_collect()
+                    .await?;
+            let mut manifests = Vec::new();
+            let mut problems = Vec::new();
+            for m in fetched.into_iter().flatten() {
+                match m {
+                    Ok(m) => manifests.push(m),
+                    Err(p) => problems.push(p),
+                }
+            }
+            Ok((manifests, problems))
+        })
+    }
+
+    /// Brings the given (remote) manifests into the local store with the blobs it lacks. A blob
+    /// is stored only when its content matches its name; a manifest only when all its blobs are
+    /// then present. What was kept out is listed in [`Transfer::problems`].
+    pub fn pull(
+        &self,
+        local: &Store,
+        manifests: &[Manifest],
+        progress: &dyn Progress,
+    ) -> Result<Transfer, RemoteError> {
+        let clock = Instant::now();
+        self.runtime.block_on(async {
+            let named: BTreeSet<Digest> = manifests
+                .iter()
+                .flat_map(|m| m.outputs.values().copied())
+                .collect();
+            let wanted: BTreeSet<Digest> =
+                named.iter().filter(|d| !local.has_blob(d)).copied().collect();
+            let sizes = if wanted.is_empty() {
+                HashMap::new()
+            } else {
+                self.list("blobs/", "").await?
+            };
+            let bytes = wanted.iter().filter_map(|d| sizes.get(d)).sum();
+            let new_manifests = manifests
+                .iter()
+                .filter(|m| !local.manifest_path(&m.key).is_file())
+                .count();
+            progress.start((wanted.len() + new_manifests) as u64, bytes);
+            let got = Counter::default();
+            let mut problems = self.download(local, &wanted, &got, progress).await?;
+            for m in manifests {
+                match m.outputs.iter().find(|(_, d)| !local.has_blob(d)) {
+                    None => {
+                        let created = local.put_manifest(m)?;
+                        got.add(created, 0, progress);
+                    }
+                    Some((output, d)) => problems.push(format!(
+                        "node {} not fetched: its output {output} (blob {}...) could not be fetched",
+                        m.provenance.node,
+                        d.short()
+                    )),
+                }
+            }
+            let total = (manifests.len() + named.len()) as u64;
+            Ok(got.transfer(total, problems, clock))
+        })
+    }
+
+    /// Fetches the result stored under `key`, manifest and blobs, into the local store.
+    pub fn fetch(&self, local: &Store, key: &Digest) -> Result<Fetch, RemoteError> {
+        self.runtime.block_on(async {
+            let m = match self.get_manifest(key).await? {
+                None => return Ok(Fetch::Absent),
+                Some(Err(problem)) => return Ok(Fetch::Rejected(problem)),
+                Some(Ok(m)) => m,
+            };
+            let wanted: BTreeSet<Digest> = m
+                .outputs
+                .values()
+                .filter(|d| !local.has_blob(d))
+                .copied()
+                .collect();
+            let problems = self
+                .download(local, &wanted, &Counter::default(), &Silent)
+                .await?;
+            if !problems.is_empty() {
+                return Ok(Fetch::Rejected(problems.join("; ")));
+            }
+            local.put_manifest(&m)?;
+            Ok(Fetch::Fetched(Box::new(m)))
+        })
+    }
+
+    /// Downloads blobs in parallel, storing those whose content matches their name; returns a
+    /// problem line for each blob that is missing on the remote or corrupt.
+    async fn download(
+        &self,
+        local: &Store,
+        wanted: &BTreeSet<Digest>,
+        got: &Counter,
+        progress: &dyn Progress,
+    ) -> Result<Vec<String>, RemoteError> {
+        let get_blob = |d: Digest| async move {
+            let bytes = match self.objects.get(&self.blob(&d)).await {
+                Ok(r) => r.bytes().await.map_err(|e| self.fail(&e))?,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Ok(Some(format!(
+                        "blob {}... is missing on remote `{}`",
+                        d.short(),
+                        self.name
+                    )))
+                }
+                Err(e) => return Err(self.fail(&e)),
+            };
+            if Digest::of(&bytes) != d {
+                return Ok(Some(format!(
+                    "blob {}... on remote `{}` is corrupt (its content does not match its name); not stored",
+                    d.short(),
+                    self.name
+                )));
+            }
+            local.put_bytes(&bytes)?;
+            got.add(true, bytes.len() as u64, progress);
+            Ok::<_, RemoteError>(None)
+        };
+        let problems: Vec<Option<String>> =
+            futures::stream::iter(wanted.iter().copied().map(get_blob))
+                .buffer_unordered(self.jobs)
+                .try_collect()
+                .await?;
+        Ok(problems.into_iter().flatten().collect())
+    }
+
+    /// The manifest under `key`: `None` when absent, `Some(Err(problem))` when it is bad.
+    async fn get_manifest(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<Result<Manifest, String>>, RemoteError> {
+        let bytes = match self.objects.get(&self.manifest(key)).await {
+            Ok(r) => r.bytes().await.map_err(|e| self.fail(&e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.fail(&e)),
+        };
+        let bad = |why: String| {
+            Ok(Some(Err(format!(
+                "manifest {}... on remote `{}` {why}; not fetched",
+                key.short(),
+                self.name
+            ))))
+        };
+        match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) if m.key == *key => Ok(Some(Ok(m))),
+            Ok(m) => bad(format!("names key {}...", m.key.short())),
+            Err(e) => bad(format!("does not parse ({e})")),
+        }
+    }
+
+    /// Digests named by the objects under `dir` (e.g. "blobs/"), with their sizes.
+    async fn list(&self, dir: &str, suffix: &str) -> Result<HashMap<Digest, u64>, RemoteError> {
+        let prefix = ObjectPath::from(format!("{}{dir}", self.prefix));
+        let mut out = HashMap::new();
+        let mut listing = self.objects.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.fail(&e))?;
+            let digest = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(suffix))
+                .and_then(|f| f.parse::<Digest>().ok());
+            if let Some(d) = digest {
+                out.insert(d, meta.size);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes an object unless one exists at `path`; true if written.
+    async fn put_if_absent(&self, path: &ObjectPath, bytes: Vec<u8>) -> Result<bool, RemoteError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .objects
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.fail(&e)),
+        }
+    }
+
+    fn blob(&self, d: &Digest) -> ObjectPath {
+        ObjectPath::from(format!("{}blobs/{}", self.prefix, d.hex()))
+    }
+
+    fn manifest(&self, key: &Digest) -> ObjectPath {
+        ObjectPath::from(format!("{}ac/{}.json", self.prefix, key.hex()))
+    }
+
+    fn fail(&self, e: &object_store::Error) -> RemoteError {
+        let bucket = match Location::parse(&self.url) {
+            Ok(Location::S3 { bucket, .. }) => bucket,
+            _ => String::new(),
+        };
+        RemoteError::Unusable {
+            remote: self.name.clone(),
+            url: self.url.clone(),
+            problem: describe(e, &bucket),
+        }
+    }
+}
+
+/// Counts transferred objects and bytes across concurrent tasks.
+#[derive(Default)]
+struct Counter {
+    objects: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counter {
+    /// Records one object handled: `created` false means the other side had it already.
+    fn add(&self, created: bool, bytes: u64, progress: &dyn Progress) {
+        if created {
+            self.objects.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        progress.advance(bytes);
+    }
+
+    fn transfer(&self, total: u64, problems: Vec<String>, clock: Instant) -> Transfer {
+        let objects = self.objects.load(Ordering::Relaxed);
+        Transfer {
+            objects,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            present: total.saturating_sub(objects + problems.len() as u64),
+            problems,
+            seconds: clock.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// An S3 client configured from the AWS environment, with short timeouts and few retries so
+/// that a dead endpoint is reported in seconds, not minutes.
+fn s3(bucket: &str) -> Result<object_store::aws::AmazonS3, String> {
+    let has = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    if !has("AWS_ACCESS_KEY_ID") && !has("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        return Err("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT, AWS_ALLOW_HTTP=true for a local server)".into());
+    }
+    AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        })
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            "5s",
+        )
+        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "120s")
+        .build()
+        .map_err(|e| describe(&e, bucket))
+}
+
+/// One line saying what went wrong and what to check.
+fn describe(e: &object_store::Error, bucket: &str) -> String {
+    let mut chain = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let all = chain.join(" | ");
+    let code = all
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string());
+    let endpoint = std::env::var("AWS_ENDPOINT").unwrap_or_else(|_| "AWS S3".into());
+    if matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || all.contains("403 Forbidden")
+        || all.contains("401 Unauthorized")
+    {
+        format!(
+            "access denied ({}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            code.unwrap_or_else(|| "403".into())
+        )
+    } else if code.as_deref() == Some("NoSuchBucket") {
+        format!("bucket `{bucket}` does not exist on {endpoint}")
+    } else if all.contains("error sending request") || all.contains("timed out") {
+        let root = chain.last().cloned().unwrap_or_default();
+        format!("cannot reach {endpoint}: {root} (check AWS_ENDPOINT and that the server is up)")
+    } else {
+        let root = chain.last().cloned().unwrap_or_default();
+        let root: String = root.chars().take(300).collect();
+        code.map_or(root.clone(), |c| format!("{c}: {root}"))
+    }
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

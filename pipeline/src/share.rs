@@ -1,0 +1,409 @@
+//! Sharing results through remotes (SPEC §2.4): the store's list of remotes, `push`, `pull`, and
+//! the remote a run fetches from before computing a node.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::Result;
+use artifacts::remote::{Fetch, Location, Progress, Remote, RemoteError, Transfer};
+use artifacts::{Digest, Manifest, Store};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::experiment::Experiment;
+use crate::graph::build;
+use crate::ops::UsageError;
+use crate::plan::{input_digests, key, plan, State};
+
+/// The store's configuration file, relative to its root.
+const CONFIG: &str = "config.json";
+
+/// The store's own settings: for now, its remotes by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    remotes: BTreeMap<String, String>,
+}
+
+fn load_config(store: &Store) -> Result<Config> {
+    Ok(store
+        .read_json::<Config>(CONFIG)
+        .map_err(|e| UsageError(e.to_string()))?
+        .unwrap_or_default())
+}
+
+/// The configured remotes: name -> URL.
+pub fn remotes(store: &Store) -> Result<BTreeMap<String, String>> {
+    Ok(load_config(store)?.remotes)
+}
+
+/// Adds (or replaces) a remote after checking that its URL parses; no connection is made.
+pub fn add_remote(store: &Store, name: &str, url: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !valid {
+        return Err(UsageError(format!(
+            "bad remote name `{name}`: use letters, digits, '-', '_' or '.'"
+        ))
+        .into());
+    }
+    Location::parse(url).map_err(|e| UsageError(e.to_string()))?;
+    let mut config = load_config(store)?;
+    config.remotes.insert(name.to_string(), url.to_string());
+    store.write_json(CONFIG, &config)?;
+    Ok(())
+}
+
+/// Removes a remote; a usage error when there is no such remote.
+pub fn remove_remote(store: &Store, name: &str) -> Result<()> {
+    let mut config = load_config(store)?;
+    if config.remotes.remove(name).is_none() {
+        return Err(unknown_remote(name, &config));
+    }
+    store.write_json(CONFIG, &config)?;
+    Ok(())
+}
+
+fn unknown_remote(name: &str, config: &Config) -> anyhow::Error {
+    let known: Vec<&str> = config.remotes.keys().map(String::as_str).collect();
+    UsageError(if known.is_empty() {
+        format!(
+            "no remote named `{name}`: add one with `uinfo remote add {name} s3://BUCKET/PREFIX`"
+        )
+    } else {
+        format!("no remote named `{name}` (known: {})", known.join(", "))
+    })
+    .into()
+}
+
+/// Opens the remote named `name`, or the only one configured when `name` is `None`. Unknown
+/// names and bad URLs are usage errors; nothing is sent yet.
+pub fn open_remote(store: &Store, name: Option<&str>, jobs: Option<usize>) -> Result<Remote> {
+    let config = load_config(store)?;
+    let (name, url) =
+        match name {
+            Some(n) => match config.remotes.get(n) {
+                Some(url) => (n.to_string(), url.clone()),
+                None => return Err(unknown_remote(n, &config)),
+            },
+            None => match config.remotes.len() {
+                1 => config.remotes.into_iter().next().expect("one remote"),
+                0 => return Err(UsageError(
+                    "no remote configured: add one with `uinfo remote add NAME s3://BUCKET/PREFIX`"
+                        .into(),
+                )
+                .into()),
+                _ => {
+                    return Err(UsageError(format!(
+                        "several remotes configured ({}): name one with --remote",
+                        config
+                            .remotes
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .into())
+                }
+            },
+        };
+    let remote = Remote::open(&name, &url).map_err(|e| match e {
+        RemoteError::BadUrl { .. } => anyhow::Error::from(UsageError(e.to_string())),
+        e => e.into(),
+    })?;
+    Ok(match jobs {
+        Some(j) => remote.with_jobs(j),
+        None => remote,
+    })
+}
+
+/// What `push` or `pull` did, for printing.
+#[derive(Debug, Serialize)]
+pub struct Shared {
+    /// The remote's name.
+    pub remote: String,
+    /// What was transferred.
+    #[serde(flatten)]
+    pub transfer: Transfer,
+    /// Nodes of the experiment that neither side could provide (not computed locally for a
+    /// push; not on the remote for a pull).
+    pub unavailable: usize,
+}
+
+/// Sends an experiment's cached results (or, without one, every complete result in the store)
+/// to the remote, those it lacks.
+pub fn push(
+    exp: Option<&Experiment>,
+    store: &Store,
+    remote: &Remote,
+    progress: &dyn Progress,
+) -> Result<Shared> {
+    remote.check()?;
+    let (manifests, unavailable) = match exp {
+        Some(exp) => {
+            let graph = build(exp);
+            let p = plan(&graph, Some(store), None);
+            let cached: Vec<Manifest> = p
+                .states
+                .into_iter()
+                .filter_map(|s| match s {
+                    State::Cached(m) => Some(*m),
+                    State::ToRun(_) => None,
+                })
+                .collect();
+            let missing = graph.nodes.len() - cached.len();
+            (cached, missing)
+        }
+        None => {
+            let mut all = Vec::new();
+            for k in store.manifest_keys()? {
+                if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                    all.push(m);
+                }
+            }
+            (all, 0)
+        }
+    };
+    let transfer = remote.push(store, &manifests, progress)?;
+    Ok(Shared {
+        remote: remote.name().to_string(),
+        transfer,
+        unavailable,
+    })
+}
+
+/// Brings an experiment's results (or, without one, everything on the remote) into the store,
+/// those it lacks. An experiment's keys depend on its parents' outputs, so its nodes are
+/// resolved wave by wave from the top of the DAG.
+pub fn pull(
+    exp: Option<&Experiment>,
+    store: &Store,
+    remote: &Remote,
+    progress: &dyn Progress,
+) -> Result<Shared> {
+    remote.check()?;
+    let (manifests, mut problems, unavailable) = match exp {
+        Some(exp) => resolve(exp, store, remote)?,
+        None => {
+            let keys: Vec<Digest> = remote
+                .manifest_keys()?
+                .into_iter()
+                .filter(|k| !store.manifest_path(k).is_file())
+                .collect();
+            let (manifests, problems) = remote.get_manifests(&keys)?;
+            (manifests, problems, 0)
+        }
+    };
+    let mut transfer = remote.pull(store, &manifests, progress)?;
+    problems.append(&mut transfer.problems);
+    transfer.problems = problems;
+    Ok(Shared {
+        remote: remote.name().to_string(),
+        transfer,
+        unavailable,
+    })
+}
+
+/// The remote manifests an experiment needs: walks the DAG in waves, each wave the nodes whose
+/// parents are known, locally or on the remote. Returns them, problems with bad remote
+/// manifests, and how many nodes neither side has.
+fn resolve(
+    exp: &Experiment,
+    store: &Store,
+    remote: &Remote,
+) -> Result<(Vec<Manifest>, Vec<String>, usize)> {
+    let graph = build(exp);
+    let n = graph.nodes.len();
+    let mut known: Vec<Option<Manifest>> = vec![None; n];
+    let mut tried = vec![false; n];
+    let mut from_remote = Vec::new();
+    let mut problems = Vec::new();
+    loop {
+        let mut wave: Vec<(usize, Digest)> = Vec::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if tried[i] {
+                continue;
+            }
+            if let Some(inputs) = input_digests(node, |p| known[p].as_ref()) {
+                tried[i] = true;
+                let k = key(node, &inputs);
+                match store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                    Some(m) => known[i] = Some(m),
+                    None => wave.push((i, k)),
+                }
+            }
+        }
+        // Nodes are in topological order, so one pass resolves every local chain; an empty
+        // wave means the remote cannot add anything more.
+        if wave.is_empty() {
+            break;
+        }
+        let keys: Vec<Digest> = wave.iter().map(|(_, k)| *k).collect();
+        let (found, mut bad) = remote.get_manifests(&keys)?;
+        problems.append(&mut bad);
+        let by_key: BTreeMap<Digest, Manifest> = found.into_iter().map(|m| (m.key, m)).collect();
+        for (i, k) in wave {
+            if let Some(m) = by_key.get(&k) {
+                known[i] = Some(m.clone());
+                from_remote.push(m.clone());
+            }
+        }
+    }
+    let unavailable = known.iter().filter(|m| m.is_none()).count();
+    Ok((from_remote, problems, unavailable))
+}
+
+/// The remote a run fetches from before computing a node, and pushes to after (`--push`).
+/// The first failure to reach it turns it off for the rest of the run, with one warning.
+pub struct RunRemote {
+    remote: Remote,
+    push: bool,
+    off: Mutex<bool>,
+}
+
+impl RunRemote {
+    /// Opens and checks the remote named `name`. An unknown name or a bad URL is an error; a
+    /// remote that cannot be used gives `None` and the warning to print.
+    pub fn connect(
+        store: &Store,
+        name: &str,
+        push: bool,
+    ) -> Result<(Option<RunRemote>, Option<String>)> {
+        let checked = open_remote(store, Some(name), None).and_then(|remote| {
+            remote.check()?;
+            Ok(remote)
+        });
+        match checked {
+            Ok(remote) => Ok((
+                Some(RunRemote {
+                    remote,
+                    push,
+                    off: Mutex::new(false),
+                }),
+                None,
+            )),
+            Err(e) if e.downcast_ref::<UsageError>().is_some() => Err(e),
+            Err(e) => Ok((None, Some(format!("warning: {e:#}; computing locally")))),
+        }
+    }
+
+    /// Fetches the result under `key` into the store. Returns it when fetched, and a line to
+    /// show when the remote had it but something was wrong, or stopped answering.
+    pub fn fetch(
+        &self,
+        store: &Store,
+        key: &Digest,
+        node: &str,
+    ) -> (Option<Manifest>, Option<String>) {
+        if self.is_off() {
+            return (None, None);
+        }
+        match self.remote.fetch(store, key) {
+            Ok(Fetch::Fetched(m)) => (Some(*m), None),
+            Ok(Fetch::Absent) => (None, None),
+            Ok(Fetch::Rejected(why)) => (
+                None,
+                Some(format!("warning: {why}; computing {node} locally")),
+            ),
+            Err(e) => (None, self.turn_off(e)),
+        }
+    }
+
+    /// Sends a freshly computed result when the run pushes; returns a line to show on failure.
+    pub fn pushed(&self, store: &Store, m: &Manifest) -> Option<String> {
+        if !self.push || self.is_off() {
+            return None;
+        }
+        self.remote
+            .push_one(store, m)
+            .err()
+            .and_then(|e| self.turn_off(e))
+    }
+
+    fn is_off(&self) -> bool {
+        *self.off.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn turn_off(&self, e: RemoteError) -> Option<String> {
+        let mut off = self.off.lock().unwrap_or_else(|p| p.into_inner());
+        (!std::mem::replace(&mut *off, true))
+            .then(|| format!("warning: {e}; computing locally from now on"))
+    }
+}
+
+/// Progress of a push or pull: a bar of bytes and objects on a terminal, a line per tenth of
+/// the objects otherwise.
+pub struct TransferBar {
+    verb: &'static str,
+    quiet: bool,
+    bar: OnceLock<Option<ProgressBar>>,
+    objects: AtomicU64,
+    done: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl TransferBar {
+    /// A display for `verb` ("push" or "pull"); `quiet` shows nothing.
+    pub fn new(verb: &'static str, quiet: bool) -> TransferBar {
+        TransferBar {
+            verb,
+            quiet,
+            bar: OnceLock::new(),
+            objects: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(Some(b)) = self.bar.get() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for TransferBar {
+    fn start(&self, objects: u64, bytes: u64) {
+        self.objects.store(objects, Ordering::Relaxed);
+        let bar = (!self.quiet && std::io::stderr().is_terminal() && objects > 0).then(|| {
+            let b = ProgressBar::new(bytes);
+            let template = format!(
+                "{} {{bar:30}} {{bytes}}/{{total_bytes}} {{msg}} [{{elapsed_precise}}, {{bytes_per_sec}}]",
+                self.verb
+            );
+            b.set_style(
+                ProgressStyle::with_template(&template)
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(format!("0/{objects} objects"));
+            b
+        });
+        let _ = self.bar.set(bar);
+        if !self.quiet && objects > 0 {
+            eprintln!("{}: {objects} objects, {}", self.verb, HumanBytes(bytes));
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let sum = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.objects.load(Ordering::Relaxed).max(1);
+        match self.bar.get() {
+            Some(Some(b)) => {
+                b.inc(bytes);
+                b.set_message(format!("{done}/{total} objects"));
+            }
+            _ if !self.quiet && done * 10 / total > (done - 1) * 10 / total => {
+                eprintln!("{}: {done}/{total} objects, {}", self.verb, HumanBytes(sum));
+            }
+            _ => {}
+        }
+    }
+}

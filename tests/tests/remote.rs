@@ -1,0 +1,468 @@
+//! Sharing results through remotes (SPEC §2.4): every scenario runs against the real SeaweedFS
+//! S3 server on loopback (`scripts/s3-local.sh`) and against a `file://` remote.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use uinfo_tests::{s3_env, snapshot, stderr, stdout, tiny, uinfo_bin, uinfo_env};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    S3,
+    File,
+}
+
+/// A remote for one test: a fresh prefix in the S3 bucket, or a fresh directory.
+struct Remote {
+    url: String,
+    env: Vec<(String, String)>,
+    /// The directory of a `file://` remote.
+    dir: Option<PathBuf>,
+}
+
+fn remote(kind: Kind, tmp: &Path, label: &str) -> Remote {
+    match kind {
+        Kind::S3 => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            Remote {
+                url: format!("s3://cache/test-{label}-{}-{nanos}", std::process::id()),
+                env: s3_env().to_vec(),
+                dir: None,
+            }
+        }
+        Kind::File => {
+            let dir = tmp.join(format!("remote-{label}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            Remote {
+                url: format!("file://{}", dir.display()),
+                env: Vec::new(),
+                dir: Some(dir),
+            }
+        }
+    }
+}
+
+/// A store with the tiny experiment computed once per test binary; tests work on copies.
+struct Source {
+    dir: PathBuf,
+    store: PathBuf,
+    nodes: usize,
+}
+
+fn source() -> &'static Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("uinfo-remote-source")
+            .tempdir()
+            .unwrap()
+            .keep();
+        std::fs::write(dir.join("tiny.toml"), tiny("", "")).unwrap();
+        let store = dir.join("store");
+        let out = uinfo_env(&dir, &store, &["run", "tiny.toml", "-q", "--json"], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let nodes = json(&out)["nodes"].as_u64().unwrap() as usize;
+        Source { dir, store, nodes }
+    })
+}
+
+/// A copy of the source store at `dst`, with `tiny.toml` beside it.
+fn clone_source(tmp: &Path, name: &str) -> PathBuf {
+    let dst = tmp.join(name);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&source().store)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::copy(source().dir.join("tiny.toml"), tmp.join("tiny.toml")).unwrap();
+    dst
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+fn u(tmp: &Path, store: &Path, r: &Remote, args: &[&str]) -> Output {
+    uinfo_env(tmp, store, args, &r.env)
+}
+
+/// Runs and asserts exit 0, returning the JSON output.
+fn ok_json(tmp: &Path, store: &Path, r: &Remote, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = u(tmp, store, r, &args);
+    assert!(
+        out.status.success(),
+        "uinfo {args:?}: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    json(&out)
+}
+
+fn add_remote(tmp: &Path, store: &Path, r: &Remote) {
+    let out = u(tmp, store, r, &["remote", "add", "lab", &r.url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every file under `<store>/out/tiny`, by relative path, with its bytes.
+fn outputs(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let dir = store.join("out/tiny");
+    let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
+        .into_iter()
+        .map(|(p, _, _)| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p.strip_prefix(&dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect();
+    assert!(files.keys().any(|p| p.ends_with("usable_info.parquet")));
+    files
+}
+
+fn stage_count(tmp: &Path, stages: &[&str]) -> usize {
+    let out = uinfo_env(tmp, &tmp.join("none"), &["dag", "tiny.toml", "--json"], &[]);
+    json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| stages.contains(&n["stage"].as_str().unwrap()))
+        .count()
+}
+
+/// Acceptance 1 and 2: B fetches everything A pushed and computes nothing; with a changed
+/// decoder parameter it fetches the checkpoints and representations and computes only the
+/// probes and what follows.
+fn share(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let r = remote(kind, t, "share");
+    let a = clone_source(t, "a");
+    add_remote(t, &a, &r);
+    let pushed = ok_json(t, &a, &r, &["push", "tiny.toml", "-q"]);
+    assert!(pushed["objects"].as_u64().unwrap() > source().nodes as u64);
+    assert_eq!(pushed["unavailable"], 0);
+
+    let b = t.join("b");
+    add_remote(t, &b, &r);
+    let run = ok_json(t, &b, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
+    assert_eq!(run["computed"], 0, "{run}");
+    assert_eq!(run["fetched"], source().nodes, "{run}");
+    assert_eq!(outputs(&b), outputs(&a), "B's tables differ from A's");
+
+    std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
+    let c = t.join("c");
+    add_remote(t, &c, &r);
+    let run = ok_json(t, &c, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
+    let downstream = stage_count(t, &["probe", "analyze", "report"]);
+    assert_eq!(run["computed"], downstream, "{run}");
+    assert_eq!(run["fetched"], source().nodes - downstream, "{run}");
+    assert!(stage_count(t, &["train", "extract"]) > 0);
+}
+
+#[test]
+fn s3_remote_shares_results() {
+    share(Kind::S3);
+}
+
+#[test]
+fn file_remote_shares_results() {
+    share(Kind::File);
+}
+
+/// Starts `uinfo ARGS -j 1` and SIGKILLs it as soon as it reports its first progress line
+/// (a tenth of the objects); returns how many objects it had to transfer.
+fn kill_midway(t: &Path, store: &Path, r: &Remote, args: &[&str]) -> u64 {
+    let mut child = Command::new(uinfo_bin())
+        .current_dir(t)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .args(["-j", "1"])
+        .envs(r.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut total = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let counts = line.split(": ").nth(1).and_then(|s| s.split(' ').next());
+        match counts.and_then(|c| c.split_once('/')) {
+            Some(_) => {
+                child.kill().unwrap();
+                break;
+            }
+            None => {
+                total = total.or_else(|| counts.and_then(|c| c.parse::<u64>().ok()));
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "finished before it was killed");
+    total.expect("a progress header")
+}
+
+/// Acceptance 3: a push killed midway, then restarted, completes and sends only what is
+/// missing; a pull the same, and the pulled store is complete and sound.
+fn resume(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let r = remote(kind, t, "resume");
+    let a = clone_source(t, "a");
+    add_remote(t, &a, &r);
+    let total = kill_midway(t, &a, &r, &["push", "tiny.toml"]);
+    let again = ok_json(t, &a, &r, &["push", "tiny.toml", "-q"]);
+    let (sent, present) = (
+        again["objects"].as_u64().unwrap(),
+        again["present"].as_u64().unwrap(),
+    );
+    assert!(sent > 0 && present > 0, "{again}");
+    assert_eq!(sent + present, total, "{again}");
+    let third = ok_json(t, &a, &r, &["push", "tiny.toml", "-q"]);
+    assert_eq!(third["objects"], 0, "{third}");
+
+    let d = t.join("d");
+    add_remote(t, &d, &r);
+    let total = kill_midway(t, &d, &r, &["pull", "tiny.toml"]);
+    let again = ok_json(t, &d, &r, &["pull", "tiny.toml", "-q"]);
+    let (got, present) = (
+        again["objects"].as_u64().unwrap(),
+        again["present"].as_u64().unwrap(),
+    );
+    assert!(got > 0 && present > 0, "{again}");
+    assert_eq!(got + present, total, "{again}");
+    assert!(again["problems"].as_array().unwrap().is_empty());
+    let verify = u(t, &d, &r, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let run = ok_json(t, &d, &r, &["run", "tiny.toml", "-q"]);
+    assert_eq!(run["computed"], 0, "{run}");
+    assert_eq!(outputs(&d), outputs(&a));
+}
+
+#[test]
+fn s3_push_and_pull_resume_after_kill() {
+    resume(Kind::S3);
+}
+
+#[test]
+fn file_push_and_pull_resume_after_kill() {
+    resume(Kind::File);
+}
+
+/// Overwrites the remote copy of a blob with other bytes.
+fn corrupt_remote_blob(r: &Remote, hex: &str) {
+    match &r.dir {
+        Some(dir) => std::fs::write(dir.join("blobs").join(hex), b"not the checkpoint").unwrap(),
+        None => {
+            let env: BTreeMap<_, _> = r.env.iter().cloned().collect();
+            let path = r.url.strip_prefix("s3://").unwrap();
+            let ok = Command::new("curl")
+                .args(["-sSf", "-X", "PUT", "--data-binary", "not the checkpoint"])
+                .args(["--aws-sigv4", &format!("aws:amz:{}:s3", env["AWS_REGION"])])
+                .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+                .args([
+                    "--user",
+                    &format!(
+                        "{}:{}",
+                        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+                    ),
+                ])
+                .arg(format!("{}/{path}/blobs/{hex}", env["AWS_ENDPOINT"]))
+                .status()
+                .unwrap();
+            assert!(ok.success(), "curl could not overwrite the blob");
+        }
+    }
+}
+
+/// Acceptance 4: a blob corrupted on the remote is detected at fetch, not stored, reported,
+/// and its node recomputed locally.
+fn corrupt(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let r = remote(kind, t, "corrupt");
+    let a = clone_source(t, "a");
+    add_remote(t, &a, &r);
+    ok_json(t, &a, &r, &["push", "-q"]);
+    let dag = json(&uinfo_env(t, &a, &["dag", "tiny.toml", "--json"], &[]));
+    let node = dag
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["stage"] == "train")
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = ok_json(t, &a, &r, &["show", &node]);
+    let hex = shown["manifest"]["outputs"]["checkpoint.safetensors"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    corrupt_remote_blob(&r, &hex);
+
+    let b = t.join("b");
+    add_remote(t, &b, &r);
+    let out = u(
+        t,
+        &b,
+        &r,
+        &["run", "tiny.toml", "--remote", "lab", "-q", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "blob {}... on remote `lab` is corrupt",
+            &hex[..12]
+        )) && err.contains(&format!("computing {node} locally")),
+        "{err}"
+    );
+    let run = json(&out);
+    assert_eq!(run["computed"], 1, "{run}");
+    assert_eq!(run["fetched"], source().nodes - 1, "{run}");
+    assert!(u(t, &b, &r, &["verify"]).status.success());
+    assert_eq!(outputs(&b), outputs(&a));
+
+    let c = t.join("c");
+    add_remote(t, &c, &r);
+    let out = u(t, &c, &r, &["pull", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("is corrupt"), "{}", stdout(&out));
+    assert!(!c.join("blobs").join(&hex[..2]).join(&hex).exists());
+    assert!(u(t, &c, &r, &["verify"]).status.success());
+}
+
+#[test]
+fn s3_corrupt_remote_blob_is_refused_and_recomputed() {
+    corrupt(Kind::S3);
+}
+
+#[test]
+fn file_corrupt_remote_blob_is_refused_and_recomputed() {
+    corrupt(Kind::File);
+}
+
+/// Acceptance 5: a remote that cannot be used gives one clear message for push and pull (exit
+/// 1), and `run --remote` computes locally after a warning.
+fn unusable(r: &Remote, expected: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::write(t.join("tiny.toml"), tiny("", "")).unwrap();
+    let store = t.join("store");
+    add_remote(t, &store, r);
+    for verb in ["push", "pull"] {
+        let out = u(t, &store, r, &[verb, "tiny.toml"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{verb}: {err}");
+        assert!(
+            err.starts_with(&format!("error: remote `lab` ({}): {expected}", r.url)),
+            "{verb}: {err}"
+        );
+    }
+    let out = u(
+        t,
+        &store,
+        r,
+        &[
+            "run",
+            "tiny.toml",
+            "--remote",
+            "lab",
+            "--stage",
+            "dataset",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("warning: remote `lab` ({}): {expected}", r.url))
+            && stderr(&out).contains("computing locally"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(json(&out)["computed"], 1);
+}
+
+#[test]
+fn s3_wrong_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = remote(Kind::S3, tmp.path(), "creds");
+    r.env.push(("AWS_SECRET_ACCESS_KEY".into(), "wrong".into()));
+    unusable(
+        &r,
+        "access denied (SignatureDoesNotMatch): check AWS_ACCESS_KEY_ID",
+    );
+}
+
+#[test]
+fn s3_unreachable_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = remote(Kind::S3, tmp.path(), "unreachable");
+    r.env
+        .push(("AWS_ENDPOINT".into(), "http://127.0.0.1:9".into()));
+    unusable(&r, "cannot reach http://127.0.0.1:9: Connection refused");
+}
+
+#[test]
+fn s3_missing_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = remote(Kind::S3, tmp.path(), "bucket");
+    let bucket = format!("uinfo-missing-{}", std::process::id());
+    r.url = format!("s3://{bucket}/x");
+    unusable(&r, &format!("bucket `{bucket}` does not exist"));
+}
+
+#[test]
+fn file_missing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut r = remote(Kind::File, tmp.path(), "missing");
+    let dir = tmp.path().join("no-such-dir");
+    r.url = format!("file://{}", dir.display());
+    unusable(&r, &format!("directory {} does not exist", dir.display()));
+}
+
+#[test]
+fn remote_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let store = t.join("store");
+    let none = Remote {
+        url: String::new(),
+        env: Vec::new(),
+        dir: None,
+    };
+    let add = |name: &str, url: &str| u(t, &store, &none, &["remote", "add", name, url]);
+    assert!(add("lab", "s3://cache/shared").status.success());
+    assert!(add("disk", "file:///srv/uinfo").status.success());
+    for bad in ["http://x/y", "s3://A/b", "file://relative/path"] {
+        let out = add("bad", bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains(&format!("bad remote URL `{bad}`")));
+    }
+    let list = stdout(&u(t, &store, &none, &["remote", "list"]));
+    assert_eq!(list, "disk\tfile:///srv/uinfo\nlab\ts3://cache/shared\n");
+    let out = u(t, &store, &none, &["push"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("several remotes configured (disk, lab)"));
+    let out = u(t, &store, &none, &["pull", "--remote", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no remote named `nope` (known: disk, lab)"));
+    assert!(u(t, &store, &none, &["remote", "remove", "disk"])
+        .status
+        .success());
+    let list = stdout(&u(t, &store, &none, &["remote", "list"]));
+    assert_eq!(list, "lab\ts3://cache/shared\n");
+}
