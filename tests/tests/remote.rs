@@ -141,8 +141,8 @@ fn stage_count(tmp: &Path, stages: &[&str]) -> usize {
 }
 
 /// Acceptance 1 and 2: B fetches everything A pushed and computes nothing; with a changed
-/// decoder parameter it fetches the checkpoints and representations and computes only the
-/// probes and what follows.
+/// decoder parameter, C fetches the checkpoints and representations and computes only the
+/// probes and what follows, and pushes them (`--push`) for D.
 fn share(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -163,11 +163,23 @@ fn share(kind: Kind) {
     std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
     let c = t.join("c");
     add_remote(t, &c, &r);
-    let run = ok_json(t, &c, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
+    let run = ok_json(
+        t,
+        &c,
+        &r,
+        &["run", "tiny.toml", "--remote", "lab", "--push", "-q"],
+    );
     let downstream = stage_count(t, &["probe", "analyze", "report"]);
     assert_eq!(run["computed"], downstream, "{run}");
     assert_eq!(run["fetched"], source().nodes - downstream, "{run}");
     assert!(stage_count(t, &["train", "extract"]) > 0);
+
+    // C pushed what it computed: D, with the same change, computes nothing.
+    let d = t.join("d");
+    add_remote(t, &d, &r);
+    let run = ok_json(t, &d, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
+    assert_eq!(run["computed"], 0, "{run}");
+    assert_eq!(outputs(&d), outputs(&c));
 }
 
 #[test]
