@@ -280,8 +280,8 @@ impl Remote {
             .buffer_unordered(self.jobs)
             .try_collect::<()>()
             .await?;
-            let total = (blobs.len() + manifests.len()) as u64;
-            Ok(sent.transfer(total, Vec::new(), clock))
+            let present = blobs.len() - send_blobs.len() + manifests.len() - send_manifests.len();
+            Ok(sent.transfer(present as u64, Vec::new(), clock))
         })
     }
 
@@ -361,8 +361,9 @@ impl Remote {
             for m in manifests {
                 match m.outputs.iter().find(|(_, d)| !local.has_blob(d)) {
                     None => {
-                        let created = local.put_manifest(m)?;
-                        got.add(created, 0, progress);
+                        if local.put_manifest(m)? {
+                            got.add(true, 0, progress);
+                        }
                     }
                     Some((output, d)) => problems.push(format!(
                         "node {} not fetched: its output {output} (blob {}...) could not be fetched",
@@ -371,8 +372,8 @@ impl Remote {
                     )),
                 }
             }
-            let total = (manifests.len() + named.len()) as u64;
-            Ok(got.transfer(total, problems, clock))
+            let present = named.len() - wanted.len() + manifests.len() - new_manifests;
+            Ok(got.transfer(present as u64, problems, clock))
         })
     }
 
@@ -527,6 +528,8 @@ impl Remote {
 struct Counter {
     objects: AtomicU64,
     bytes: AtomicU64,
+    /// Objects found on the other side when written (another process was quicker).
+    raced: AtomicU64,
 }
 
 impl Counter {
@@ -535,16 +538,18 @@ impl Counter {
         if created {
             self.objects.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.raced.fetch_add(1, Ordering::Relaxed);
         }
         progress.advance(bytes);
     }
 
-    fn transfer(&self, total: u64, problems: Vec<String>, clock: Instant) -> Transfer {
-        let objects = self.objects.load(Ordering::Relaxed);
+    /// The summary, given how many objects the other side had before the transfer began.
+    fn transfer(&self, present: u64, problems: Vec<String>, clock: Instant) -> Transfer {
         Transfer {
-            objects,
+            objects: self.objects.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
-            present: total.saturating_sub(objects + problems.len() as u64),
+            present: present + self.raced.load(Ordering::Relaxed),
             problems,
             seconds: clock.elapsed().as_secs_f64(),
         }
@@ -555,7 +560,12 @@ impl Counter {
 /// that a dead endpoint is reported in seconds, not minutes.
 fn s3(bucket: &str) -> Result<object_store::aws::AmazonS3, String> {
     let has = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
-    if !has("AWS_ACCESS_KEY_ID") && !has("AWS_WEB_IDENTITY_TOKEN_FILE") {
+    let sources = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ];
+    if !sources.iter().any(|v| has(v)) {
         return Err("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT, AWS_ALLOW_HTTP=true for a local server)".into());
     }
     AmazonS3Builder::from_env()

@@ -190,11 +190,15 @@ pub fn pull(
     let (manifests, mut problems, unavailable) = match exp {
         Some(exp) => resolve(exp, store, remote)?,
         None => {
-            let keys: Vec<Digest> = remote
-                .manifest_keys()?
-                .into_iter()
-                .filter(|k| !store.manifest_path(k).is_file())
-                .collect();
+            let mut keys = Vec::new();
+            for k in remote.manifest_keys()? {
+                if !store
+                    .get_manifest(&k)?
+                    .is_some_and(|m| store.is_complete(&m))
+                {
+                    keys.push(k);
+                }
+            }
             let (manifests, problems) = remote.get_manifests(&keys)?;
             (manifests, problems, 0)
         }
