@@ -240,14 +240,14 @@ fn run_node(
         }
     }
     let started = SystemTime::now();
-    let clock = Instant::now();
+    let computing = Instant::now();
     let files = compute(node, inputs, store).with_context(|| format!("node {}", node.name))?;
     let mut outputs = BTreeMap::new();
     for (name, bytes) in files {
         outputs.insert(name, store.put_bytes(&bytes)?);
     }
     let mut provenance = Provenance::now_for(&node.name, stages::DOMAIN, started, VERSION);
-    provenance.seconds = clock.elapsed().as_secs_f64();
+    provenance.seconds = computing.elapsed().as_secs_f64();
     let m = Manifest {
         key: k,
         stage: node.stage.name().to_string(),
