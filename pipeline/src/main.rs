@@ -109,6 +109,9 @@ enum Command {
         /// List cached nodes too.
         #[arg(long)]
         all: bool,
+        /// Also ask this remote which results it has (what `run --remote` would fetch).
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
         #[command(flatten)]
         select: Select,
     },
@@ -435,12 +438,27 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Status {
             experiment,
             all,
+            remote,
             select,
         } => {
             let exp = load(experiment.as_deref())?;
             let selector = select.selector()?;
-            let store = ops::open_store_if_exists(&cli.store);
-            let (graph, _, lines) = ops::status(&exp, store.as_ref())?;
+            let store = match remote {
+                Some(_) => Some(ops::open_store(&cli.store)?),
+                None => ops::open_store_if_exists(&cli.store),
+            };
+            let remote = match (remote, &store) {
+                (Some(name), Some(store)) => {
+                    let (remote, warning) = RunRemote::connect(store, name, false)?;
+                    if let Some(w) = warning {
+                        eprintln!("{w}");
+                    }
+                    remote
+                }
+                _ => None,
+            };
+            let (graph, _, lines) =
+                ops::status(&exp, store.as_ref(), remote.as_ref().map(RunRemote::remote))?;
             let lines: Vec<_> = lines
                 .into_iter()
                 .enumerate()
@@ -451,20 +469,24 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 print_json(&lines);
                 return Ok(ExitCode::SUCCESS);
             }
-            let to_run = lines.iter().filter(|l| l.state == "run").count();
-            for l in lines.iter().filter(|l| *all || l.state == "run") {
-                if l.state == "run" {
-                    println!("run     {}: {}", l.node, l.reason);
-                } else {
-                    println!("cached  {}", l.node);
+            let count = |state: &str| lines.iter().filter(|l| l.state == state).count();
+            for l in lines.iter().filter(|l| *all || l.state != "cached") {
+                match l.state {
+                    "cached" => println!("cached  {}", l.node),
+                    "remote" => println!("fetch   {}: {}", l.node, l.reason),
+                    _ => println!("run     {}: {}", l.node, l.reason),
                 }
             }
+            let fetch = match remote {
+                Some(_) => format!(", {} on the remote", count("remote")),
+                None => String::new(),
+            };
             println!(
-                "{}: {} nodes, {} cached, {} to run",
+                "{}: {} nodes, {} cached{fetch}, {} to run",
                 exp.name,
                 lines.len(),
-                lines.len() - to_run,
-                to_run
+                count("cached"),
+                count("run")
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use artifacts::remote::Remote;
 use artifacts::{Digest, Manifest, Store};
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};
 use crate::record::{Record, RecordEntry};
 use crate::select::Selector;
-use crate::share::RunRemote;
+use crate::share::{locate, RunRemote};
 
 /// Bad input or usage: the CLI exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ pub struct NodeStatus {
     pub node: String,
     /// Stage.
     pub stage: String,
-    /// `cached` or `run`.
+    /// `cached`, `remote` (a run with `--remote` fetches it) or `run`.
     pub state: &'static str,
     /// Why it runs (empty when cached).
     pub reason: String,
@@ -47,19 +48,33 @@ pub struct NodeStatus {
     pub key: Option<String>,
 }
 
-/// The state of every node of an experiment in a store (a dry run).
-pub fn status(exp: &Experiment, store: Option<&Store>) -> Result<(Graph, Plan, Vec<NodeStatus>)> {
+/// The state of every node of an experiment in a store (a dry run); with a remote, nodes it
+/// would fetch are in state `remote`.
+pub fn status(
+    exp: &Experiment,
+    store: Option<&Store>,
+    remote: Option<&Remote>,
+) -> Result<(Graph, Plan, Vec<NodeStatus>)> {
     let graph = build(exp);
     let record = match store {
         Some(s) => Record::load(s, &exp.name)?,
         None => None,
     };
     let plan = plan(&graph, store, record.as_ref());
+    let on_remote: Vec<bool> = match (store, remote) {
+        (Some(store), Some(remote)) => locate(&graph, store, remote)?
+            .0
+            .iter()
+            .map(|f| f.as_ref().is_some_and(|(_, r)| *r))
+            .collect(),
+        _ => vec![false; graph.nodes.len()],
+    };
     let lines = graph
         .nodes
         .iter()
         .zip(&plan.states)
-        .map(|(n, s)| match s {
+        .zip(on_remote)
+        .map(|((n, s), fetch)| match s {
             State::Cached(m) => NodeStatus {
                 node: n.name.clone(),
                 stage: n.stage.name().into(),
@@ -70,8 +85,11 @@ pub fn status(exp: &Experiment, store: Option<&Store>) -> Result<(Graph, Plan, V
             State::ToRun(r) => NodeStatus {
                 node: n.name.clone(),
                 stage: n.stage.name().into(),
-                state: "run",
-                reason: r.clone(),
+                state: if fetch { "remote" } else { "run" },
+                reason: match (fetch, remote) {
+                    (true, Some(remote)) => format!("on remote `{}`", remote.name()),
+                    _ => r.clone(),
+                },
                 key: None,
             },
         })
@@ -271,7 +289,7 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
 
 /// Explains one node: its state and reason, its inputs and parameters.
 pub fn why(exp: &Experiment, store: Option<&Store>, name: &str) -> Result<String> {
-    let (graph, plan, lines) = status(exp, store)?;
+    let (graph, plan, lines) = status(exp, store, None)?;
     let Some(node) = graph.nodes.iter().find(|n| n.name == name).or_else(|| {
         let matches: Vec<_> = graph
             .nodes

@@ -13,7 +13,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::Experiment;
-use crate::graph::build;
+use crate::graph::{build, Graph};
 use crate::ops::UsageError;
 use crate::plan::{input_digests, key, plan, State};
 
@@ -178,8 +178,7 @@ pub fn push(
 }
 
 /// Brings an experiment's results (or, without one, everything on the remote) into the store,
-/// those it lacks. An experiment's keys depend on its parents' outputs, so its nodes are
-/// resolved wave by wave from the top of the DAG.
+/// those it lacks.
 pub fn pull(
     exp: Option<&Experiment>,
     store: &Store,
@@ -188,7 +187,12 @@ pub fn pull(
 ) -> Result<Shared> {
     remote.check()?;
     let (manifests, mut problems, unavailable) = match exp {
-        Some(exp) => resolve(exp, store, remote)?,
+        Some(exp) => {
+            let (found, problems) = locate(&build(exp), store, remote)?;
+            let unavailable = found.iter().filter(|f| f.is_none()).count();
+            let on_remote = found.into_iter().flatten().filter(|(_, r)| *r);
+            (on_remote.map(|(m, _)| m).collect(), problems, unavailable)
+        }
         None => {
             let mut keys = Vec::new();
             for k in remote.manifest_keys()? {
@@ -213,19 +217,17 @@ pub fn pull(
     })
 }
 
-/// The remote manifests an experiment needs: walks the DAG in waves, each wave the nodes whose
-/// parents are known, locally or on the remote. Returns them, problems with bad remote
-/// manifests, and how many nodes neither side has.
-fn resolve(
-    exp: &Experiment,
-    store: &Store,
-    remote: &Remote,
-) -> Result<(Vec<Manifest>, Vec<String>, usize)> {
-    let graph = build(exp);
+/// Where each node's result is: `Some((manifest, false))` in the store, `Some((manifest,
+/// true))` on the remote, `None` on neither. Keys depend on parents' outputs, so the DAG is
+/// walked in waves, each wave the nodes whose parents are found; the remote is asked for a
+/// whole wave at once. Also returns a line for each bad manifest on the remote.
+pub type Located = (Vec<Option<(Manifest, bool)>>, Vec<String>);
+
+/// Finds each node's result in the store or on the remote; see [`Located`].
+pub fn locate(graph: &Graph, store: &Store, remote: &Remote) -> Result<Located> {
     let n = graph.nodes.len();
-    let mut known: Vec<Option<Manifest>> = vec![None; n];
+    let mut found: Vec<Option<(Manifest, bool)>> = vec![None; n];
     let mut tried = vec![false; n];
-    let mut from_remote = Vec::new();
     let mut problems = Vec::new();
     loop {
         let mut wave: Vec<(usize, Digest)> = Vec::new();
@@ -233,33 +235,30 @@ fn resolve(
             if tried[i] {
                 continue;
             }
-            if let Some(inputs) = input_digests(node, |p| known[p].as_ref()) {
+            if let Some(inputs) = input_digests(node, |p| found[p].as_ref().map(|(m, _)| m)) {
                 tried[i] = true;
                 let k = key(node, &inputs);
                 match store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
-                    Some(m) => known[i] = Some(m),
+                    Some(m) => found[i] = Some((m, false)),
                     None => wave.push((i, k)),
                 }
             }
         }
-        // Nodes are in topological order, so one pass resolves every local chain; an empty
-        // wave means the remote cannot add anything more.
+        // Nodes are in topological order, so one pass finds every local chain; an empty wave
+        // means the remote cannot add anything more.
         if wave.is_empty() {
             break;
         }
         let keys: Vec<Digest> = wave.iter().map(|(_, k)| *k).collect();
-        let (found, mut bad) = remote.get_manifests(&keys)?;
+        let (manifests, mut bad) = remote.get_manifests(&keys)?;
         problems.append(&mut bad);
-        let by_key: BTreeMap<Digest, Manifest> = found.into_iter().map(|m| (m.key, m)).collect();
+        let mut by_key: BTreeMap<Digest, Manifest> =
+            manifests.into_iter().map(|m| (m.key, m)).collect();
         for (i, k) in wave {
-            if let Some(m) = by_key.get(&k) {
-                known[i] = Some(m.clone());
-                from_remote.push(m.clone());
-            }
+            found[i] = by_key.remove(&k).map(|m| (m, true));
         }
     }
-    let unavailable = known.iter().filter(|m| m.is_none()).count();
-    Ok((from_remote, problems, unavailable))
+    Ok((found, problems))
 }
 
 /// The remote a run fetches from before computing a node, and pushes to after (`--push`).
@@ -327,6 +326,11 @@ impl RunRemote {
             .push_one(store, m)
             .err()
             .and_then(|e| self.turn_off(e))
+    }
+
+    /// The remote itself.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
     }
 
     fn is_off(&self) -> bool {

@@ -155,6 +155,12 @@ fn share(kind: Kind) {
 
     let b = t.join("b");
     add_remote(t, &b, &r);
+    let states = |store: &Path, state: &str| {
+        let status = ok_json(t, store, &r, &["status", "tiny.toml", "--remote", "lab"]);
+        let nodes = status.as_array().unwrap();
+        nodes.iter().filter(|n| n["state"] == state).count()
+    };
+    assert_eq!(states(&b, "remote"), source().nodes);
     let run = ok_json(t, &b, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
     assert_eq!(run["computed"], 0, "{run}");
     assert_eq!(run["fetched"], source().nodes, "{run}");
@@ -163,13 +169,15 @@ fn share(kind: Kind) {
     std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
     let c = t.join("c");
     add_remote(t, &c, &r);
+    let downstream = stage_count(t, &["probe", "analyze", "report"]);
+    assert_eq!(states(&c, "run"), downstream);
+    assert_eq!(states(&c, "remote"), source().nodes - downstream);
     let run = ok_json(
         t,
         &c,
         &r,
         &["run", "tiny.toml", "--remote", "lab", "--push", "-q"],
     );
-    let downstream = stage_count(t, &["probe", "analyze", "report"]);
     assert_eq!(run["computed"], downstream, "{run}");
     assert_eq!(run["fetched"], source().nodes - downstream, "{run}");
     assert!(stage_count(t, &["train", "extract"]) > 0);
