@@ -280,15 +280,16 @@ fn file_push_and_pull_resume_after_kill() {
     resume(Kind::File);
 }
 
-/// Overwrites the remote copy of a blob with other bytes.
-fn corrupt_remote_blob(r: &Remote, hex: &str) {
+/// Overwrites the object at `rel` (e.g. `blobs/<hex>`) on the remote with other bytes.
+fn overwrite_on_remote(r: &Remote, rel: &str) {
+    let garbage = "not what was pushed";
     match &r.dir {
-        Some(dir) => std::fs::write(dir.join("blobs").join(hex), b"not the checkpoint").unwrap(),
+        Some(dir) => std::fs::write(dir.join(rel), garbage).unwrap(),
         None => {
             let env: BTreeMap<_, _> = r.env.iter().cloned().collect();
             let path = r.url.strip_prefix("s3://").unwrap();
             let ok = Command::new("curl")
-                .args(["-sSf", "-X", "PUT", "--data-binary", "not the checkpoint"])
+                .args(["-sSf", "-X", "PUT", "--data-binary", garbage])
                 .args(["--aws-sigv4", &format!("aws:amz:{}:s3", env["AWS_REGION"])])
                 .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
                 .args([
@@ -298,10 +299,10 @@ fn corrupt_remote_blob(r: &Remote, hex: &str) {
                         env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
                     ),
                 ])
-                .arg(format!("{}/{path}/blobs/{hex}", env["AWS_ENDPOINT"]))
+                .arg(format!("{}/{path}/{rel}", env["AWS_ENDPOINT"]))
                 .status()
                 .unwrap();
-            assert!(ok.success(), "curl could not overwrite the blob");
+            assert!(ok.success(), "curl could not overwrite {rel}");
         }
     }
 }
@@ -330,7 +331,7 @@ fn corrupt(kind: Kind) {
         .as_str()
         .unwrap()
         .to_string();
-    corrupt_remote_blob(&r, &hex);
+    overwrite_on_remote(&r, &format!("blobs/{hex}"));
 
     let b = t.join("b");
     add_remote(t, &b, &r);
@@ -362,6 +363,28 @@ fn corrupt(kind: Kind) {
     assert!(stdout(&out).contains("is corrupt"), "{}", stdout(&out));
     assert!(!c.join("blobs").join(&hex[..2]).join(&hex).exists());
     assert!(u(t, &c, &r, &["verify"]).status.success());
+
+    // A manifest that no longer parses is reported and left out; the rest is fetched.
+    let report = ok_json(t, &a, &r, &["show", "report"]);
+    let key = report["manifest"]["key"].as_str().unwrap();
+    overwrite_on_remote(&r, &format!("ac/{key}.json"));
+    let e = t.join("e");
+    add_remote(t, &e, &r);
+    let out = u(t, &e, &r, &["pull", "tiny.toml", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "error: manifest {}... on remote `lab` does not parse",
+            &key[..12]
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // What E lacks is the corrupt checkpoint and the report: a local run computes those two,
+    // and the rest of the pulled results are cut off early.
+    let run = ok_json(t, &e, &r, &["run", "tiny.toml", "-q"]);
+    assert_eq!(run["computed"], 2, "{run}");
+    assert_eq!(outputs(&e), outputs(&a));
 }
 
 #[test]
