@@ -250,6 +250,17 @@ fn report_transfer(verb: &str, s: &Shared, json: bool) -> ExitCode {
     ExitCode::from(if t.problems.is_empty() { 0 } else { 1 })
 }
 
+/// The remote named by `--remote`, if any, checked; a remote that cannot be used is a warning
+/// and `None` (the command goes on locally).
+fn connect(store: &artifacts::Store, name: Option<&str>, push: bool) -> Result<Option<RunRemote>> {
+    let Some(name) = name else { return Ok(None) };
+    let (remote, warning) = RunRemote::connect(store, name, push)?;
+    if let Some(w) = warning {
+        eprintln!("{w}");
+    }
+    Ok(remote)
+}
+
 fn load(arg: Option<&str>) -> Result<Experiment> {
     experiment::load(arg.unwrap_or("checkerboard")).map_err(Into::into)
 }
@@ -294,16 +305,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let exp = load(experiment.as_deref())?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
-            let remote = match remote {
-                Some(name) => {
-                    let (remote, warning) = RunRemote::connect(&store, name, *push)?;
-                    if let Some(w) = warning {
-                        eprintln!("{w}");
-                    }
-                    remote
-                }
-                None => None,
-            };
+            let remote = connect(&store, remote.as_deref(), *push)?;
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -447,15 +449,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 Some(_) => Some(ops::open_store(&cli.store)?),
                 None => ops::open_store_if_exists(&cli.store),
             };
-            let remote = match (remote, &store) {
-                (Some(name), Some(store)) => {
-                    let (remote, warning) = RunRemote::connect(store, name, false)?;
-                    if let Some(w) = warning {
-                        eprintln!("{w}");
-                    }
-                    remote
-                }
-                _ => None,
+            let remote = match &store {
+                Some(store) => connect(store, remote.as_deref(), false)?,
+                None => None,
             };
             let (graph, _, lines) =
                 ops::status(&exp, store.as_ref(), remote.as_ref().map(RunRemote::remote))?;
