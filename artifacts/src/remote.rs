@@ -614,9 +614,15 @@ fn describe(e: &object_store::Error, bucket: &str) -> String {
         let root = chain.last().cloned().unwrap_or_default();
         format!("cannot reach {endpoint}: {root} (check AWS_ENDPOINT and that the server is up)")
     } else {
-        let root = chain.last().cloned().unwrap_or_default();
+        let root = chain
+            .last()
+            .map(|r| r.replace('\n', " "))
+            .unwrap_or_default();
         let root: String = root.chars().take(300).collect();
-        code.map_or(root.clone(), |c| format!("{c}: {root}"))
+        match code {
+            Some(c) => format!("{c}: {root}"),
+            None => root,
+        }
     }
 }
 
