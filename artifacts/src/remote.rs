@@ -136,7 +136,13 @@ pub enum Fetch {
     /// The remote does not have this key.
     Absent,
     /// The remote has it, but something was wrong; nothing was stored.
-    Rejected(String),
+    Rejected {
+        /// What was wrong, one line.
+        why: String,
+        /// What was bad on the remote: the digests of missing or corrupt blobs, or the key of a
+        /// manifest that does not parse.
+        bad: Vec<Digest>,
+    },
 }
 
 /// A remote object store, with its own small async runtime behind a blocking interface.
@@ -285,11 +291,27 @@ impl Remote {
         })
     }
 
-    /// Sends one node's blobs and manifest, skipping blobs the remote has (for `run --push`).
-    pub fn push_one(&self, local: &Store, m: &Manifest) -> Result<(), RemoteError> {
+    /// Sends one node's blobs and manifest, skipping what the remote has (for `run --push`).
+    /// Blobs and the manifest named in `replace` (found bad on the remote) are overwritten with
+    /// the local copies: safe, as a blob's name fixes its content and any valid manifest for a
+    /// key is as good as another. Returns what was replaced.
+    pub fn push_one(
+        &self,
+        local: &Store,
+        m: &Manifest,
+        replace: &BTreeSet<Digest>,
+    ) -> Result<Vec<Digest>, RemoteError> {
         self.runtime.block_on(async {
+            let mut replaced = Vec::new();
             for d in m.outputs.values() {
                 let path = self.blob(d);
+                if replace.contains(d) {
+                    let bytes = local.read_blob(d)?;
+                    let put = self.objects.put(&path, PutPayload::from(bytes)).await;
+                    put.map_err(|e| self.fail(&e))?;
+                    replaced.push(*d);
+                    continue;
+                }
                 match self.objects.head(&path).await {
                     Ok(_) => continue,
                     Err(object_store::Error::NotFound { .. }) => {}
@@ -299,8 +321,18 @@ impl Remote {
             }
             let path = local.manifest_path(&m.key);
             let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-            self.put_if_absent(&self.manifest(&m.key), bytes).await?;
-            Ok(())
+            let remote_path = self.manifest(&m.key);
+            if replace.contains(&m.key) {
+                let put = self
+                    .objects
+                    .put(&remote_path, PutPayload::from(bytes))
+                    .await;
+                put.map_err(|e| self.fail(&e))?;
+                replaced.push(m.key);
+            } else {
+                self.put_if_absent(&remote_path, bytes).await?;
+            }
+            Ok(replaced)
         })
     }
 
@@ -357,7 +389,8 @@ impl Remote {
                 .count();
             progress.start((wanted.len() + new_manifests) as u64, bytes);
             let got = Counter::default();
-            let mut problems = self.download(local, &wanted, &got, progress).await?;
+            let bad = self.download(local, &wanted, &got, progress).await?;
+            let mut problems: Vec<String> = bad.into_iter().map(|(_, p)| p).collect();
             for m in manifests {
                 match m.outputs.iter().find(|(_, d)| !local.has_blob(d)) {
                     None => {
@@ -382,7 +415,12 @@ impl Remote {
         self.runtime.block_on(async {
             let m = match self.get_manifest(key).await? {
                 None => return Ok(Fetch::Absent),
-                Some(Err(problem)) => return Ok(Fetch::Rejected(problem)),
+                Some(Err(why)) => {
+                    return Ok(Fetch::Rejected {
+                        why,
+                        bad: vec![*key],
+                    })
+                }
                 Some(Ok(m)) => m,
             };
             let wanted: BTreeSet<Digest> = m
@@ -391,50 +429,52 @@ impl Remote {
                 .filter(|d| !local.has_blob(d))
                 .copied()
                 .collect();
-            let problems = self
+            let bad = self
                 .download(local, &wanted, &Counter::default(), &Silent)
                 .await?;
-            if !problems.is_empty() {
-                return Ok(Fetch::Rejected(problems.join("; ")));
+            if !bad.is_empty() {
+                let why: Vec<String> = bad.iter().map(|(_, p)| p.clone()).collect();
+                return Ok(Fetch::Rejected {
+                    why: why.join("; "),
+                    bad: bad.into_iter().map(|(d, _)| d).collect(),
+                });
             }
             local.put_manifest(&m)?;
             Ok(Fetch::Fetched(Box::new(m)))
         })
     }
 
-    /// Downloads blobs in parallel, storing those whose content matches their name; returns a
-    /// problem line for each blob that is missing on the remote or corrupt.
+    /// Downloads blobs in parallel, storing those whose content matches their name; returns
+    /// each blob that is missing on the remote or corrupt, with a problem line.
     async fn download(
         &self,
         local: &Store,
         wanted: &BTreeSet<Digest>,
         got: &Counter,
         progress: &dyn Progress,
-    ) -> Result<Vec<String>, RemoteError> {
+    ) -> Result<Vec<(Digest, String)>, RemoteError> {
         let get_blob = |d: Digest| async move {
             let bytes = match self.objects.get(&self.blob(&d)).await {
                 Ok(r) => r.bytes().await.map_err(|e| self.fail(&e))?,
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Ok(Some(format!(
-                        "blob {}... is missing on remote `{}`",
-                        d.short(),
-                        self.name
-                    )))
+                    let why = format!("blob {}... is missing on remote `{}`", d.short(), self.name);
+                    return Ok(Some((d, why)));
                 }
                 Err(e) => return Err(self.fail(&e)),
             };
             if Digest::of(&bytes) != d {
-                return Ok(Some(format!(
+                let why = format!(
                     "blob {}... on remote `{}` is corrupt (its content does not match its name); not stored",
                     d.short(),
                     self.name
-                )));
+                );
+                return Ok(Some((d, why)));
             }
             local.put_bytes(&bytes)?;
             got.add(true, bytes.len() as u64, progress);
             Ok::<_, RemoteError>(None)
         };
-        let problems: Vec<Option<String>> =
+        let problems: Vec<Option<(Digest, String)>> =
             futures::stream::iter(wanted.iter().copied().map(get_blob))
                 .buffer_unordered(self.jobs)
                 .try_collect()

@@ -1,7 +1,7 @@
 //! Sharing results through remotes (SPEC §2.4): the store's list of remotes, `push`, `pull`, and
 //! the remote a run fetches from before computing a node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -267,6 +267,8 @@ pub struct RunRemote {
     remote: Remote,
     push: bool,
     off: Mutex<bool>,
+    /// Blobs (by digest) and manifests (by key) found bad on the remote; `--push` replaces them.
+    bad: Mutex<BTreeSet<Digest>>,
 }
 
 impl RunRemote {
@@ -287,6 +289,7 @@ impl RunRemote {
                     remote,
                     push,
                     off: Mutex::new(false),
+                    bad: Mutex::new(BTreeSet::new()),
                 }),
                 None,
             )),
@@ -309,23 +312,42 @@ impl RunRemote {
         match self.remote.fetch(store, key) {
             Ok(Fetch::Fetched(m)) => (Some(*m), None),
             Ok(Fetch::Absent) => (None, None),
-            Ok(Fetch::Rejected(why)) => (
-                None,
-                Some(format!("warning: {why}; computing {node} locally")),
-            ),
+            Ok(Fetch::Rejected { why, bad }) => {
+                lock(&self.bad).extend(bad);
+                let note = format!("warning: {why}; computing {node} locally");
+                (None, Some(note))
+            }
             Err(e) => (None, self.turn_off(e)),
         }
     }
 
-    /// Sends a freshly computed result when the run pushes; returns a line to show on failure.
+    /// Sends a freshly computed result when the run pushes, replacing what was found bad on
+    /// the remote; returns a line to show when it replaced something or failed.
     pub fn pushed(&self, store: &Store, m: &Manifest) -> Option<String> {
         if !self.push || self.is_off() {
             return None;
         }
-        self.remote
-            .push_one(store, m)
-            .err()
-            .and_then(|e| self.turn_off(e))
+        let replace = lock(&self.bad).clone();
+        match self.remote.push_one(store, m, &replace) {
+            Ok(replaced) if replaced.is_empty() => None,
+            Ok(replaced) => {
+                let what = |d: &Digest| if *d == m.key { "manifest" } else { "blob" };
+                let names: Vec<String> = replaced
+                    .iter()
+                    .map(|d| format!("{} {}...", what(d), d.short()))
+                    .collect();
+                let mut bad = lock(&self.bad);
+                replaced.iter().for_each(|d| {
+                    bad.remove(d);
+                });
+                Some(format!(
+                    "remote `{}`: replaced bad {} with what was computed here",
+                    self.remote.name(),
+                    names.join(", ")
+                ))
+            }
+            Err(e) => self.turn_off(e),
+        }
     }
 
     /// The remote itself.
@@ -334,14 +356,19 @@ impl RunRemote {
     }
 
     fn is_off(&self) -> bool {
-        *self.off.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.off)
     }
 
     fn turn_off(&self, e: RemoteError) -> Option<String> {
-        let mut off = self.off.lock().unwrap_or_else(|p| p.into_inner());
+        let mut off = lock(&self.off);
         (!std::mem::replace(&mut *off, true))
             .then(|| format!("warning: {e}; computing locally from now on"))
     }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Progress of a push or pull: a bar of bytes and objects on a terminal, a line per tenth of

@@ -308,7 +308,8 @@ fn overwrite_on_remote(r: &Remote, rel: &str) {
 }
 
 /// Acceptance 4: a blob corrupted on the remote is detected at fetch, not stored, reported,
-/// and its node recomputed locally.
+/// and its node recomputed locally; the same for a manifest that no longer parses. A run with
+/// `--push` then replaces both on the remote.
 fn corrupt(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -332,59 +333,74 @@ fn corrupt(kind: Kind) {
         .unwrap()
         .to_string();
     overwrite_on_remote(&r, &format!("blobs/{hex}"));
+    let report = ok_json(t, &a, &r, &["show", "report"]);
+    let key = report["manifest"]["key"].as_str().unwrap().to_string();
+    overwrite_on_remote(&r, &format!("ac/{key}.json"));
 
+    // pull: both are reported and left out, the rest is fetched; a local run then computes
+    // only those two nodes (the others are cut off early).
+    let c = t.join("c");
+    add_remote(t, &c, &r);
+    let out = u(t, &c, &r, &["pull", "-q"]);
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "error: blob {}... on remote `lab` is corrupt",
+            &hex[..12]
+        )) && said.contains(&format!(
+            "error: manifest {}... on remote `lab` does not parse",
+            &key[..12]
+        )),
+        "{said}"
+    );
+    assert!(!c.join("blobs").join(&hex[..2]).join(&hex).exists());
+    assert!(u(t, &c, &r, &["verify"]).status.success());
+    let run = ok_json(t, &c, &r, &["run", "tiny.toml", "-q"]);
+    assert_eq!(run["computed"], 2, "{run}");
+    assert_eq!(outputs(&c), outputs(&a));
+
+    // run --remote --push: computes the two nodes with a warning each, fetches the rest, and
+    // replaces the bad objects on the remote, so the next store computes nothing.
     let b = t.join("b");
     add_remote(t, &b, &r);
     let out = u(
         t,
         &b,
         &r,
-        &["run", "tiny.toml", "--remote", "lab", "-q", "--json"],
+        &[
+            "run",
+            "tiny.toml",
+            "--remote",
+            "lab",
+            "--push",
+            "-q",
+            "--json",
+        ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "blob {}... on remote `lab` is corrupt",
-            &hex[..12]
-        )) && err.contains(&format!("computing {node} locally")),
-        "{err}"
-    );
+    assert!(out.status.success(), "{err}");
+    for expected in [
+        format!("blob {}... on remote `lab` is corrupt", &hex[..12]),
+        format!("computing {node} locally"),
+        format!("manifest {}... on remote `lab` does not parse", &key[..12]),
+        "computing report locally".to_string(),
+        format!("replaced bad blob {}...", &hex[..12]),
+        format!("replaced bad manifest {}...", &key[..12]),
+    ] {
+        assert!(err.contains(&expected), "{expected}: {err}");
+    }
     let run = json(&out);
-    assert_eq!(run["computed"], 1, "{run}");
-    assert_eq!(run["fetched"], source().nodes - 1, "{run}");
+    assert_eq!(run["computed"], 2, "{run}");
+    assert_eq!(run["fetched"], source().nodes - 2, "{run}");
     assert!(u(t, &b, &r, &["verify"]).status.success());
     assert_eq!(outputs(&b), outputs(&a));
 
-    let c = t.join("c");
-    add_remote(t, &c, &r);
-    let out = u(t, &c, &r, &["pull", "-q"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("is corrupt"), "{}", stdout(&out));
-    assert!(!c.join("blobs").join(&hex[..2]).join(&hex).exists());
-    assert!(u(t, &c, &r, &["verify"]).status.success());
-
-    // A manifest that no longer parses is reported and left out; the rest is fetched.
-    let report = ok_json(t, &a, &r, &["show", "report"]);
-    let key = report["manifest"]["key"].as_str().unwrap();
-    overwrite_on_remote(&r, &format!("ac/{key}.json"));
-    let e = t.join("e");
-    add_remote(t, &e, &r);
-    let out = u(t, &e, &r, &["pull", "tiny.toml", "-q"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains(&format!(
-            "error: manifest {}... on remote `lab` does not parse",
-            &key[..12]
-        )),
-        "{}",
-        stdout(&out)
-    );
-    // What E lacks is the corrupt checkpoint and the report: a local run computes those two,
-    // and the rest of the pulled results are cut off early.
-    let run = ok_json(t, &e, &r, &["run", "tiny.toml", "-q"]);
-    assert_eq!(run["computed"], 2, "{run}");
-    assert_eq!(outputs(&e), outputs(&a));
+    let f = t.join("f");
+    add_remote(t, &f, &r);
+    let run = ok_json(t, &f, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
+    assert_eq!(run["computed"], 0, "{run}");
+    assert_eq!(outputs(&f), outputs(&a));
 }
 
 #[test]
