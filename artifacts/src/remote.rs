@@ -268,7 +268,7 @@ impl Remote {
             futures::stream::iter(send_blobs.iter().map(|&d| async move {
                 let bytes = local.read_blob(&d)?;
                 let len = bytes.len() as u64;
-                let created = self.put_if_absent(&self.blob(&d), bytes).await?;
+                let created = self.put(&self.blob(&d), bytes, PutMode::Create).await?;
                 sent.add(created, len, progress);
                 Ok::<(), RemoteError>(())
             }))
@@ -279,7 +279,9 @@ impl Remote {
                 let path = local.manifest_path(&m.key);
                 let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
                 let len = bytes.len() as u64;
-                let created = self.put_if_absent(&self.manifest(&m.key), bytes).await?;
+                let created = self
+                    .put(&self.manifest(&m.key), bytes, PutMode::Create)
+                    .await?;
                 sent.add(created, len, progress);
                 Ok::<(), RemoteError>(())
             }))
@@ -301,36 +303,38 @@ impl Remote {
         m: &Manifest,
         replace: &BTreeSet<Digest>,
     ) -> Result<Vec<Digest>, RemoteError> {
+        let mode = |replacing: bool| {
+            if replacing {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            }
+        };
         self.runtime.block_on(async {
             let mut replaced = Vec::new();
             for d in m.outputs.values() {
                 let path = self.blob(d);
-                if replace.contains(d) {
-                    let bytes = local.read_blob(d)?;
-                    let put = self.objects.put(&path, PutPayload::from(bytes)).await;
-                    put.map_err(|e| self.fail(&e))?;
+                let replacing = replace.contains(d);
+                if !replacing {
+                    match self.objects.head(&path).await {
+                        Ok(_) => continue,
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.fail(&e)),
+                    }
+                }
+                self.put(&path, local.read_blob(d)?, mode(replacing))
+                    .await?;
+                if replacing {
                     replaced.push(*d);
-                    continue;
                 }
-                match self.objects.head(&path).await {
-                    Ok(_) => continue,
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.fail(&e)),
-                }
-                self.put_if_absent(&path, local.read_blob(d)?).await?;
             }
             let path = local.manifest_path(&m.key);
             let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-            let remote_path = self.manifest(&m.key);
-            if replace.contains(&m.key) {
-                let put = self
-                    .objects
-                    .put(&remote_path, PutPayload::from(bytes))
-                    .await;
-                put.map_err(|e| self.fail(&e))?;
+            let replacing = replace.contains(&m.key);
+            self.put(&self.manifest(&m.key), bytes, mode(replacing))
+                .await?;
+            if replacing {
                 replaced.push(m.key);
-            } else {
-                self.put_if_absent(&remote_path, bytes).await?;
             }
             Ok(replaced)
         })
@@ -525,10 +529,15 @@ impl Remote {
         Ok(out)
     }
 
-    /// Writes an object unless one exists at `path`; true if written.
-    async fn put_if_absent(&self, path: &ObjectPath, bytes: Vec<u8>) -> Result<bool, RemoteError> {
+    /// Writes an object; with `PutMode::Create`, only if none exists at `path`. True if written.
+    async fn put(
+        &self,
+        path: &ObjectPath,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<bool, RemoteError> {
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             ..Default::default()
         };
         match self

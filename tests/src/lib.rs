@@ -19,13 +19,7 @@ pub fn uinfo_bin() -> PathBuf {
 
 /// Runs `uinfo --store STORE ARGS...` in `cwd`.
 pub fn uinfo(cwd: &Path, store: &Path, args: &[&str]) -> Output {
-    Command::new(uinfo_bin())
-        .current_dir(cwd)
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("uinfo runs")
+    uinfo_env(cwd, store, args, &[])
 }
 
 /// Standard output as text.
