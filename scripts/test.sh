@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check of the project: formatting, clippy, the Rust tests (release build: training
-# needs optimised candle), the Python interoperability tests in their own virtualenv, the
+# Runs every check of the project: formatting, clippy, the Rust tests (release build: the tests
+# train networks), the Python interoperability tests in their own virtualenv, the
 # headless-Chromium report test, and the remote tests against a SeaweedFS S3 server on loopback.
 # Ends with one line: "N passed, M failed".
 set -euo pipefail

@@ -185,9 +185,18 @@ struct ProbeDoc {
     steps: usize,
     eval_every: usize,
     standardize: bool,
-    null: bool,
+    null: NullDoc,
     holdout: f64,
     seed: u64,
+}
+
+/// `probe.null`: `true` for every run, `false` for none, `"first-seed"` for the first seed of
+/// each configuration.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NullDoc {
+    Flag(bool),
+    Named(String),
 }
 
 impl Default for ProbeDoc {
@@ -202,7 +211,7 @@ impl Default for ProbeDoc {
             steps: d.steps,
             eval_every: d.eval_every,
             standardize: d.standardize,
-            null: d.null,
+            null: NullDoc::Flag(d.null),
             holdout: d.holdout,
             seed: d.seed,
         }
@@ -375,6 +384,9 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
         toml::from_str(text).map_err(|e| err(format!("malformed TOML: {}", one_line(&e))))?;
     let mut axes = Vec::new();
     collect_axes(&root, &mut Vec::new(), &mut axes);
+    for axis in &mut axes {
+        one_type(axis).map_err(err)?;
+    }
     name_columns(&mut axes);
     let combos = cross_product(&axes);
     let mut runs = Vec::new();
@@ -469,6 +481,29 @@ fn collect_axes(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Axis>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Makes a sweep's values one type: integers among floats become floats (`lr = [0.1, 1]`);
+/// any other mix is an error naming the key.
+fn one_type(axis: &mut Axis) -> Result<(), String> {
+    let kinds: std::collections::BTreeSet<&str> =
+        axis.values.iter().map(|v| v.type_str()).collect();
+    match kinds.len() {
+        0 | 1 => Ok(()),
+        2 if kinds.contains("integer") && kinds.contains("float") => {
+            for v in &mut axis.values {
+                if let toml::Value::Integer(i) = v {
+                    *v = toml::Value::Float(*i as f64);
+                }
+            }
+            Ok(())
+        }
+        _ => Err(format!(
+            "key `{}`: the values of a sweep must have one type, got {}",
+            axis.path.join("."),
+            kinds.into_iter().collect::<Vec<_>>().join(" and ")
+        )),
     }
 }
 
@@ -690,25 +725,24 @@ fn expand_runs(
             p.holdout
         ));
     }
-    let decoders = p
-        .decoders
-        .iter()
-        .map(|&kind| DecoderParams {
-            kind,
-            hidden: p.hidden,
-            lr: p.lr,
-            steps: p.steps,
-            eval_every: p.eval_every,
-            standardize: p.standardize,
-            null: p.null,
-            holdout: p.holdout,
-            seed: p.seed,
-        })
-        .collect();
-    let probe = ProbeConfig {
+    let probe = |null: bool| ProbeConfig {
         labels: p.labels.clone(),
         layers: p.layers.clone(),
-        decoders,
+        decoders: p
+            .decoders
+            .iter()
+            .map(|&kind| DecoderParams {
+                kind,
+                hidden: p.hidden,
+                lr: p.lr,
+                steps: p.steps,
+                eval_every: p.eval_every,
+                standardize: p.standardize,
+                null,
+                holdout: p.holdout,
+                seed: p.seed,
+            })
+            .collect(),
     };
     let seeds: Vec<u64> = match &t.seeds {
         Seeds::Count(0) => return Err("key `train.seeds`: expected at least one seed".into()),
@@ -717,6 +751,13 @@ fn expand_runs(
             return Err("key `train.seeds`: expected at least one seed".into())
         }
         Seeds::List(l) => l.clone(),
+    };
+    let null_for = |seed: u64| match &p.null {
+        NullDoc::Flag(all) => Ok(*all),
+        NullDoc::Named(s) if s == "first-seed" => Ok(seed == seeds[0]),
+        NullDoc::Named(s) => Err(format!(
+            "key `probe.null`: expected true, false or \"first-seed\", got {s:?}"
+        )),
     };
     let section_axes = |section: &str| -> Vec<String> {
         axes.iter()
@@ -729,9 +770,9 @@ fn expand_runs(
         .filter(|a| a.path.len() > 2 && a.path[0] == "train" && a.path[1] == "phases")
         .map(|a| a.column.clone())
         .collect();
-    Ok(seeds
-        .into_iter()
-        .map(|seed| {
+    seeds
+        .iter()
+        .map(|&seed| {
             let mut run = Run {
                 id: String::new(),
                 params: params.clone(),
@@ -741,16 +782,16 @@ fn expand_runs(
                 target: t.target.clone(),
                 phases: phases.clone(),
                 checkpoints: checkpoints.clone(),
-                probe: probe.clone(),
+                probe: probe(null_for(seed)?),
                 probe_axes: section_axes("probe"),
                 dataset_axes: section_axes("dataset"),
                 model_axes: section_axes("model"),
                 phase_axes: phase_axes.clone(),
             };
             run.id = run.id_with(|_| true, true);
-            run
+            Ok(run)
         })
-        .collect())
+        .collect()
 }
 
 fn positive(key: &str, v: f64) -> Result<(), String> {

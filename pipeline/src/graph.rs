@@ -248,6 +248,7 @@ pub fn build(exp: &Experiment) -> Graph {
         "perturb_axis": exp.runs.first().and_then(|r| r.phase_axes.first()),
     });
     let analyze = g.add("analyze".into(), Stage::Analyze, params, inputs, None);
+    let task = stages::checkerboard::task_claims();
     let report_inputs = Stage::Analyze
         .outputs()
         .iter()
@@ -256,7 +257,13 @@ pub fn build(exp: &Experiment) -> Graph {
     g.add(
         "report".into(),
         Stage::Report,
-        json!({"experiment": exp.name, "description": exp.description, "settings": exp.text}),
+        json!({
+            "experiment": exp.name,
+            "description": exp.description,
+            "settings": exp.text,
+            "relevant": task.relevant,
+            "irrelevant": task.irrelevant,
+        }),
         report_inputs,
         None,
     );

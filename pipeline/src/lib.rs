@@ -3,6 +3,7 @@
 //!
 //! Depends on `stages` (the science), `reports` and `artifacts` (the store); nothing depends on it.
 
+pub mod error;
 pub mod exec;
 pub mod experiment;
 pub mod graph;
@@ -10,7 +11,8 @@ pub mod maintain;
 pub mod ops;
 pub mod plan;
 pub mod record;
+pub mod remotes;
 pub mod runner;
 pub mod select;
-pub mod share;
 pub mod stage;
+pub mod transfer;

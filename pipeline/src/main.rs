@@ -8,11 +8,14 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use pipeline::error::UsageError;
+use pipeline::exec::RunRemote;
 use pipeline::experiment::{self, Experiment, ExperimentError};
-use pipeline::ops::{self, UsageError};
+use pipeline::ops;
+use pipeline::remotes;
 use pipeline::select::Selector;
-use pipeline::share::{self, RunRemote, Shared, TransferBar};
 use pipeline::stage::Stage;
+use pipeline::transfer::{self, Shared, TransferBar};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -71,7 +74,7 @@ enum Command {
         /// Built-in name or path to a TOML file.
         experiment: Option<String>,
         /// Worker threads (default: the number of cores).
-        #[arg(short = 'j', long)]
+        #[arg(short = 'j', long, value_parser = at_least_one)]
         jobs: Option<usize>,
         /// No per-node progress.
         #[arg(short, long)]
@@ -149,13 +152,20 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Re-hash every blob and check every manifest; exit 1 if anything is corrupt or missing.
+    /// The selectors (--stage, --run, --node) choose which nodes --recompute reruns.
     Verify {
         /// Quarantine corrupt blobs and drop the results that need them (the next run recomputes them).
         #[arg(long)]
         repair: bool,
-        /// Also rerun this many sampled cached nodes and report any whose output digest differs.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        recompute: usize,
+        /// Also rerun cached nodes and report any whose output digest differs: every selected
+        /// node, or a sample of N of them chosen by key.
+        #[arg(long, value_name = "N", num_args = 0..=1)]
+        recompute: Option<Option<usize>>,
+        /// Threads for --recompute (default: the number of cores).
+        #[arg(short = 'j', long, value_parser = at_least_one)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        select: Select,
     },
     /// Delete what no recorded experiment reaches.
     Gc {
@@ -210,7 +220,7 @@ struct TransferArgs {
     #[arg(long, value_name = "NAME")]
     remote: Option<String>,
     /// Objects transferred at once.
-    #[arg(short = 'j', long, default_value_t = artifacts::remote::DEFAULT_JOBS)]
+    #[arg(short = 'j', long, default_value_t = artifacts::remote::DEFAULT_JOBS, value_parser = at_least_one)]
     jobs: usize,
     /// No progress display.
     #[arg(short, long)]
@@ -261,6 +271,22 @@ fn connect(store: &artifacts::Store, name: Option<&str>, push: bool) -> Result<O
     Ok(remote)
 }
 
+/// A count of at least 1 (`-j 0` would run nothing).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The number of cores, the default for `-j`.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 fn load(arg: Option<&str>) -> Result<Experiment> {
     experiment::load(arg.unwrap_or("checkerboard")).map_err(Into::into)
 }
@@ -276,11 +302,6 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    // Parallelism comes from running nodes side by side (-j); candle's own threads only add
-    // contention on the small tensors of these models. Set before any thread pool starts.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -306,11 +327,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
             let remote = connect(&store, remote.as_deref(), *push)?;
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let jobs = jobs.unwrap_or_else(cores);
             let clock = Instant::now();
             let s = ops::run(
                 &exp,
@@ -389,15 +406,15 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let store = ops::open_store(&cli.store)?;
             match command {
                 RemoteCommand::Add { name, url } => {
-                    share::add_remote(&store, name, url)?;
+                    remotes::add_remote(&store, name, url)?;
                     println!("added remote {name}: {url}");
                 }
                 RemoteCommand::Remove { name } => {
-                    share::remove_remote(&store, name)?;
+                    remotes::remove_remote(&store, name)?;
                     println!("removed remote {name}");
                 }
                 RemoteCommand::List => {
-                    let remotes = share::remotes(&store)?;
+                    let remotes = remotes::remotes(&store)?;
                     if cli.json {
                         print_json(&remotes);
                     } else {
@@ -422,13 +439,13 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let store = ops::open_store(&cli.store)?;
             let _in_use = store.lock_use()?;
             let remote =
-                share::open_remote(&store, transfer.remote.as_deref(), Some(transfer.jobs))?;
+                remotes::open_remote(&store, transfer.remote.as_deref(), Some(transfer.jobs))?;
             let verb = if pushing { "push" } else { "pull" };
             let bar = TransferBar::new(verb, transfer.quiet || cli.json);
             let shared = if pushing {
-                share::push(exp.as_ref(), &store, &remote, &bar)
+                transfer::push(exp.as_ref(), &store, &remote, &bar)
             } else {
-                share::pull(exp.as_ref(), &store, &remote, &bar)
+                transfer::pull(exp.as_ref(), &store, &remote, &bar)
             };
             bar.finish();
             Ok(report_transfer(
@@ -447,7 +464,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let selector = select.selector()?;
             let store = match remote {
                 Some(_) => Some(ops::open_store(&cli.store)?),
-                None => ops::open_store_if_exists(&cli.store),
+                None => ops::open_store_if_exists(&cli.store)?,
             };
             let remote = match &store {
                 Some(store) => connect(store, remote.as_deref(), false)?,
@@ -488,7 +505,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Why { node, experiment } => {
             let exp = load(Some(experiment))?;
-            let store = ops::open_store_if_exists(&cli.store);
+            let store = ops::open_store_if_exists(&cli.store)?;
             print!("{}", ops::why(&exp, store.as_ref(), node)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -519,7 +536,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { query } => {
-            let store = ops::open_store_if_exists(&cli.store)
+            let store = ops::open_store_if_exists(&cli.store)?
                 .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
             let shown = ops::show(&store, query)?;
             if cli.json {
@@ -570,10 +587,28 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { repair, recompute } => {
-            let store = ops::open_store_if_exists(&cli.store)
+        Command::Verify {
+            repair,
+            recompute,
+            jobs,
+            select,
+        } => {
+            let store = ops::open_store_if_exists(&cli.store)?
                 .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
-            let r = pipeline::maintain::verify(&store, *repair, *recompute)?;
+            if recompute.is_none() && !select.selector()?.is_empty() {
+                return Err(UsageError(
+                    "--stage, --run and --node choose the nodes of --recompute; add --recompute"
+                        .into(),
+                )
+                .into());
+            }
+            let recompute = pipeline::maintain::Recompute {
+                enabled: recompute.is_some(),
+                sample: recompute.flatten(),
+                selector: select.selector()?,
+                jobs: jobs.unwrap_or_else(cores),
+            };
+            let r = pipeline::maintain::verify(&store, *repair, &recompute)?;
             if cli.json {
                 print_json(&r);
             } else {
@@ -638,7 +673,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { name, dir } => {
-            let store = ops::open_store_if_exists(&cli.store)
+            let store = ops::open_store_if_exists(&cli.store)?
                 .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
             let files = ops::export(&store, name, Path::new(dir))?;
             if cli.json {

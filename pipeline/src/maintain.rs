@@ -1,14 +1,16 @@
 //! Store maintenance commands: `verify` (re-hash, repair, recompute samples) and `gc`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
 use artifacts::{Digest, Manifest, Store, StoreError};
 use serde::Serialize;
 
+use crate::error::UsageError;
 use crate::graph::Node;
 use crate::record::Record;
-use crate::runner::{compute, Inputs};
+use crate::runner::compute;
+use crate::select::Selector;
 use crate::stage::Stage;
 
 /// What `verify` found, and with `--repair` what it did.
@@ -47,11 +49,24 @@ impl VerifyReport {
     }
 }
 
+/// Which cached nodes `verify --recompute` reruns, and with how many threads.
+#[derive(Clone, Debug, Default)]
+pub struct Recompute {
+    /// Whether to recompute at all.
+    pub enabled: bool,
+    /// At most this many of the selected nodes, chosen by a hash of their keys (None: all).
+    pub sample: Option<usize>,
+    /// Which nodes (by stage, run or name).
+    pub selector: Selector,
+    /// Threads.
+    pub jobs: usize,
+}
+
 /// Re-hashes every blob, checks every manifest and the blobs it names; with `repair`,
 /// quarantines corrupt blobs and removes the manifests that need them (their nodes are computed
-/// again by the next run); with `recompute > 0`, reruns that many sampled cached nodes and
-/// compares output digests.
-pub fn verify(store: &Store, repair: bool, recompute: usize) -> Result<VerifyReport> {
+/// again by the next run); with `recompute`, reruns the selected cached nodes and compares
+/// output digests.
+pub fn verify(store: &Store, repair: bool, recompute: &Recompute) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut corrupt = BTreeSet::new();
     for d in store.blobs()? {
@@ -113,49 +128,82 @@ pub fn verify(store: &Store, repair: bool, recompute: usize) -> Result<VerifyRep
                 .push(format!("quarantined blob {} in quarantine/", d.short()));
         }
     }
-    report.recomputed = recompute_sample(store, &manifests, recompute)?;
+    if recompute.enabled {
+        report.recomputed = recompute_nodes(store, &manifests, recompute)?;
+    }
     Ok(report)
 }
 
-/// Reruns up to `n` cached nodes, chosen by a hash of their keys, and compares outputs. The
-/// analysis and report are left out: their training log holds wall-clock seconds.
-fn recompute_sample(store: &Store, manifests: &[Manifest], n: usize) -> Result<Vec<Recomputed>> {
-    let mut candidates: Vec<&Manifest> = manifests
+/// Reruns the selected cached nodes (a hash-chosen sample when asked) on `jobs` threads, and
+/// compares their outputs with the stored digests.
+fn recompute_nodes(
+    store: &Store,
+    manifests: &[Manifest],
+    r: &Recompute,
+) -> Result<Vec<Recomputed>> {
+    let mut chosen: Vec<(Stage, &Manifest)> = manifests
         .iter()
-        .filter(|m| matches!(Stage::parse(&m.stage), Some(s) if s != Stage::Analyze && s != Stage::Report))
+        .filter_map(|m| Stage::parse(&m.stage).map(|s| (s, m)))
+        .filter(|(s, m)| r.selector.matches_name(*s, &m.provenance.node))
         .collect();
-    candidates.sort_by_key(|m| Digest::of(m.key.hex().as_bytes()));
-    let mut out = Vec::new();
-    for m in candidates.into_iter().take(n) {
-        let stage = Stage::parse(&m.stage).ok_or_else(|| anyhow!("unknown stage {}", m.stage))?;
-        let node = Node {
-            id: 0,
-            name: m.provenance.node.clone(),
-            stage,
-            params: m.params.clone(),
-            inputs: Vec::new(),
-            run: None,
-        };
-        let files = compute(
-            &node,
-            &Inputs {
-                digests: m.inputs.clone(),
-                manifests: BTreeMap::new(),
-            },
-            store,
-        )?;
-        let differing = m
-            .outputs
-            .iter()
-            .filter(|(name, d)| files.get(*name).map(|b| Digest::of(b)) != Some(**d))
-            .map(|(name, _)| name.clone())
-            .collect();
-        out.push(Recomputed {
-            node: m.provenance.node.clone(),
-            differing,
-        });
+    if let Some(n) = r.sample {
+        chosen.sort_by_key(|(_, m)| Digest::of(m.key.hex().as_bytes()));
+        chosen.truncate(n);
     }
-    Ok(out)
+    chosen.sort_by(|a, b| (a.0, &a.1.provenance.node).cmp(&(b.0, &b.1.provenance.node)));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Recomputed>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..r.jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((stage, m)) = chosen.get(i) else {
+                            return done;
+                        };
+                        done.push((i, recompute_one(store, *stage, m)));
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Result<Recomputed>)> = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("recompute worker"))
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    });
+    results.into_iter().collect()
+}
+
+/// Reruns one cached node from its manifest and lists the outputs whose digest differs.
+fn recompute_one(store: &Store, stage: Stage, m: &Manifest) -> Result<Recomputed> {
+    let node = Node {
+        id: 0,
+        name: m.provenance.node.clone(),
+        stage,
+        params: m.params.clone(),
+        inputs: Vec::new(),
+        run: None,
+    };
+    let files = compute(&node, &m.inputs, store)?;
+    let differing = m
+        .outputs
+        .iter()
+        .filter(|(name, d)| files.get(*name).map(|b| Digest::of(b)) != Some(**d))
+        .map(|(name, _)| name.clone())
+        .chain(
+            files
+                .keys()
+                .filter(|k| !m.outputs.contains_key(*k))
+                .cloned(),
+        )
+        .collect();
+    Ok(Recomputed {
+        node: m.provenance.node.clone(),
+        differing,
+    })
 }
 
 /// The store's pinned node keys (kept by `gc` whatever the roots), in `pins.json`.
@@ -212,12 +260,18 @@ pub fn gc(store: &Store, dry_run: bool, forget: &[String]) -> Result<GcReport> {
         ..Default::default()
     };
     let (mut keys, mut blobs) = (BTreeSet::new(), BTreeSet::new());
-    for name in Record::list(store) {
+    let names = Record::list(store).map_err(|e| {
+        anyhow!("cannot read the experiments that root gc ({e}); nothing was deleted")
+    })?;
+    for name in names {
         if forget.contains(&name) {
             report.forgotten.push(name);
             continue;
         }
-        let Some(record) = Record::load(store, &name)? else {
+        let Some(record) = Record::load(store, &name).map_err(|e| {
+            anyhow!("cannot read the record of experiment `{name}` ({e}); nothing was deleted")
+        })?
+        else {
             continue;
         };
         for entry in record.nodes.values() {
@@ -234,7 +288,7 @@ pub fn gc(store: &Store, dry_run: bool, forget: &[String]) -> Result<GcReport> {
         }
     }
     if let Some(unknown) = forget.iter().find(|f| !report.forgotten.contains(f)) {
-        return Err(crate::ops::UsageError(format!(
+        return Err(UsageError(format!(
             "no experiment `{unknown}` is recorded in this store"
         ))
         .into());

@@ -7,30 +7,41 @@ use anyhow::{anyhow, bail, Context, Result};
 use artifacts::remote::Remote;
 use artifacts::{Digest, Manifest, Store};
 use serde::Serialize;
+use stages::table::{Table, Values};
 
+use crate::error::UsageError;
+use crate::exec::RunRemote;
 use crate::exec::{execute, Outcome};
 use crate::experiment::Experiment;
 use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};
 use crate::record::{Record, RecordEntry};
 use crate::select::Selector;
-use crate::share::{locate, RunRemote};
-
-/// Bad input or usage: the CLI exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use crate::transfer::locate;
 
 /// Opens the store for writing; an unwritable store is a usage error naming the path.
 pub fn open_store(path: &Path) -> Result<Store> {
     Store::open(path).map_err(|e| UsageError(e.to_string()).into())
 }
 
-/// Opens the store for reading if it exists.
-pub fn open_store_if_exists(path: &Path) -> Option<Store> {
-    path.is_dir()
-        .then(|| Store::open_existing(path).ok())
-        .flatten()
+/// Opens the store for reading: `None` when nothing is at the path. Something there that is not
+/// a readable store (a regular file, a folder without permission) is a usage error naming it.
+pub fn open_store_if_exists(path: &Path) -> Result<Option<Store>> {
+    let unreadable =
+        |e: std::io::Error| UsageError(format!("cannot read store {}: {e}", path.display()));
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(unreadable(e).into()),
+        Ok(m) if !m.is_dir() => {
+            Err(UsageError(format!("store {} is not a directory", path.display())).into())
+        }
+        Ok(_) => {
+            std::fs::read_dir(path).map_err(unreadable)?;
+            Ok(Some(
+                Store::open_existing(path).map_err(|e| UsageError(e.to_string()))?,
+            ))
+        }
+    }
 }
 
 /// One node's line in `status`.
@@ -60,7 +71,7 @@ pub fn status(
         Some(s) => Record::load(s, &exp.name)?,
         None => None,
     };
-    let plan = plan(&graph, store, record.as_ref());
+    let plan = plan(&graph, store, record.as_ref())?;
     let on_remote: Vec<bool> = match (store, remote) {
         (Some(store), Some(remote)) => locate(&graph, store, remote)?
             .0
@@ -137,7 +148,7 @@ pub fn run(
     let _in_use = store.lock_use()?;
     let graph = build(exp);
     let previous = Record::load(store, &exp.name)?;
-    let plan = plan(&graph, Some(store), previous.as_ref());
+    let plan = plan(&graph, Some(store), previous.as_ref())?;
     let keep = selector.closure(&graph);
     let stale = plan.to_run();
     let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
@@ -175,9 +186,7 @@ pub fn run(
         .get("analyze")
         .and_then(|e| e.outputs.get("usable_info.parquet"))
     {
-        Some(d) => {
-            reports::diverged_runs(&stages::table::Table::from_parquet(&store.read_blob(d)?)?)?
-        }
+        Some(d) => reports::diverged_runs(&Table::from_parquet(&store.read_blob(d)?)?)?,
         None => Vec::new(),
     };
     Ok(RunSummary {
@@ -217,9 +226,37 @@ fn final_files(record: &Record) -> BTreeMap<String, Digest> {
     files
 }
 
+/// The timings file written beside an experiment's tables.
+pub const TIMINGS: &str = "timings.parquet";
+
+/// Where, when and for how long each node of the experiment was computed, from its manifest's
+/// provenance (SPEC §3.2). Written by the run, not by a node: the one output outside the
+/// cache's byte-identity guarantee.
+pub fn timings(store: &Store, record: &Record) -> Result<Table> {
+    let mut text: [Vec<String>; 4] = Default::default();
+    let mut seconds = Vec::new();
+    for (name, entry) in &record.nodes {
+        let Some(m) = store.get_manifest(&entry.key)? else {
+            continue;
+        };
+        let p = &m.provenance;
+        for (col, v) in text.iter_mut().zip([name, &m.stage, &p.host, &p.started]) {
+            col.push(v.clone());
+        }
+        seconds.push(Some(p.seconds));
+    }
+    let mut t = Table::default();
+    for (name, values) in ["node", "stage", "host", "started"].into_iter().zip(text) {
+        t.push(name, Values::Str(values));
+    }
+    t.push("seconds", Values::F64(seconds));
+    Ok(t)
+}
+
 /// Links the experiment's tables and report into `<store>/out/<experiment>/` (read-only hard
-/// links to the blobs, or copies where links are impossible). The folder is built beside and
-/// renamed into place, so concurrent runs of one experiment never see a half-made folder.
+/// links to the blobs, or copies where links are impossible) and writes its timings there. The
+/// folder is built beside and renamed into place, so concurrent runs of one experiment never see
+/// a half-made folder.
 fn link_outputs(
     store: &Store,
     experiment: &str,
@@ -244,6 +281,9 @@ fn link_outputs(
                 .with_context(|| format!("writing {}", dest.display()))?;
         }
     }
+    let timings_path = staging.join(TIMINGS);
+    std::fs::write(&timings_path, timings(store, record)?.to_parquet()?)
+        .with_context(|| format!("writing {}", timings_path.display()))?;
     // Move the old folder out of the way, then put ours in place; if another process placed its
     // (identical) outputs in between, keep those.
     let old = out.join(format!(".{experiment}.{}.old", std::process::id()));
@@ -254,11 +294,16 @@ fn link_outputs(
     let _ = std::fs::remove_dir_all(&old);
     Ok(Some((
         dir.clone(),
-        files.keys().map(|name| dir.join(name)).collect(),
+        files
+            .keys()
+            .map(String::as_str)
+            .chain([TIMINGS])
+            .map(|name| dir.join(name))
+            .collect(),
     )))
 }
 
-/// Copies an experiment's tables and report into `dest` under readable names.
+/// Copies an experiment's tables, report and timings into `dest` under readable names.
 pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBuf>> {
     let record = Record::load(store, experiment)?.ok_or_else(|| {
         UsageError(format!(
@@ -284,6 +329,10 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
             .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
         out.push(path);
     }
+    let path = dest.join(TIMINGS);
+    std::fs::write(&path, timings(store, &record)?.to_parquet()?)
+        .map_err(|e| UsageError(format!("cannot write {}: {e}", path.display())))?;
+    out.push(path);
     Ok(out)
 }
 
@@ -403,7 +452,7 @@ pub struct Shown {
 /// Finds a node by name (in any recorded experiment) or by a key prefix.
 pub fn show(store: &Store, query: &str) -> Result<Shown> {
     let mut key: Option<Digest> = None;
-    for exp in Record::list(store) {
+    for exp in Record::list(store)? {
         if let Some(r) = Record::load(store, &exp)? {
             if let Some(e) = r.nodes.get(query) {
                 key = Some(e.key);

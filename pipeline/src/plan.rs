@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::{Context, Result};
 use artifacts::{canonical_key, Digest, Manifest, Store};
 use serde_json::{json, Value};
 
@@ -67,8 +68,10 @@ pub fn input_digests<'a>(
         .collect()
 }
 
-/// Plans a graph against a store (None: an empty store) and the last run's record.
-pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Plan {
+/// Plans a graph against a store (None: an empty store) and the last run's record. A cached
+/// result that cannot be read (a manifest that does not parse, an I/O error) is an error naming
+/// the node, never taken for a missing one.
+pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Result<Plan> {
     let mut states: Vec<State> = Vec::with_capacity(graph.nodes.len());
     for node in &graph.nodes {
         let manifest_of = |i: usize| match &states[i] {
@@ -79,12 +82,19 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
         let state = match input_digests(node, manifest_of) {
             Some(inputs) => {
                 let k = key(node, &inputs);
-                match store.and_then(|s| {
-                    s.get_manifest(&k)
-                        .ok()
-                        .flatten()
-                        .filter(|m| s.is_complete(m))
-                }) {
+                let cached = match store {
+                    Some(s) => s
+                        .get_manifest(&k)
+                        .with_context(|| {
+                            format!(
+                                "the cached result of node {} cannot be read (`uinfo verify --repair` removes it)",
+                                node.name
+                            )
+                        })?
+                        .filter(|m| s.is_complete(m)),
+                    None => None,
+                };
+                match cached {
                     Some(m) => State::Cached(Box::new(m)),
                     None => State::ToRun(reason(node, previous, Some((&inputs, k)))),
                 }
@@ -112,7 +122,7 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Pl
         };
         states.push(state);
     }
-    Plan { states }
+    Ok(Plan { states })
 }
 
 /// Why a node is not cached, compared with its entry in the last run (empty when nothing of its

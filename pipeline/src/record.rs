@@ -54,20 +54,32 @@ impl Record {
         store.write_json(&path(&self.experiment), self)
     }
 
-    /// Names of the experiments recorded in a store.
-    pub fn list(store: &Store) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(store.root().join("experiments"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".json"))
-                    .map(str::to_string)
-            })
-            .collect();
+    /// Names of the experiments recorded in a store. A records folder or entry that cannot be
+    /// read is an error, never an empty list: gc takes these as its roots.
+    pub fn list(store: &Store) -> Result<Vec<String>, StoreError> {
+        let dir = store.root().join("experiments");
+        let io = |path: &std::path::Path, source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_str().ok_or_else(|| StoreError::BadJson {
+                path: entry.path(),
+                message: "the file name is not UTF-8".into(),
+            })?;
+            if let Some(experiment) = name.strip_suffix(".json") {
+                out.push(experiment.to_string());
+            }
+        }
         out.sort();
-        out
+        Ok(out)
     }
 }

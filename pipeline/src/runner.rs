@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Context, Result};
-use artifacts::{Digest, Manifest, Store};
-use candle_core::Device;
+use artifacts::{Digest, Store};
 use serde::Deserialize;
 use stages::analysis::{analyze, AnalysisInput, RunInfo};
 use stages::checkerboard::{self, Dataset, DatasetParams};
@@ -22,18 +21,11 @@ use crate::stage::Stage;
 /// The uinfo version recorded in outputs and provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What a node needs from its parents: input name → content digest, and each input's manifest.
-pub struct Inputs {
-    /// Input name → digest of the file it names.
-    pub digests: BTreeMap<String, Digest>,
-    /// Input name → the manifest of the node that produced it (training logs only: the analysis
-    /// reads their durations).
-    pub manifests: BTreeMap<String, Manifest>,
-}
+/// What a node reads from its parents: input name → content digest of the file it names.
+pub type Inputs = BTreeMap<String, Digest>;
 
 fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile> {
     let d = inputs
-        .digests
         .get(name)
         .ok_or_else(|| anyhow!("input `{name}` is missing"))?;
     let bytes = store.read_blob(d)?;
@@ -42,7 +34,6 @@ fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile
 
 fn read_table(store: &Store, inputs: &Inputs, name: &str) -> Result<Table> {
     let d = inputs
-        .digests
         .get(name)
         .ok_or_else(|| anyhow!("input `{name}` is missing"))?;
     Table::from_parquet(&store.read_blob(d)?)
@@ -107,7 +98,6 @@ fn log_table(logs: &[stages::train::EpochLog]) -> Table {
 
 /// Computes a node's outputs (file name → bytes).
 pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<String, Vec<u8>>> {
-    let device = Device::Cpu;
     let mut out = BTreeMap::new();
     let stage = node.stage.name();
     match node.stage {
@@ -136,7 +126,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             let p: SegmentParams = serde_json::from_value(node.params.clone())?;
             let start = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
-            let (end, logs) = run_segment(&start, &data, &p, &device)?;
+            let (end, logs) = run_segment(&start, &data, &p)?;
             out.insert(
                 "checkpoint.safetensors".into(),
                 end.to_file(stage, VERSION).to_bytes(),
@@ -146,7 +136,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
         Stage::Extract => {
             let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
-            let mut f = stages::extract::extract(&ckpt, &data, &device)?;
+            let mut f = stages::extract::extract(&ckpt, &data)?;
             f.metadata.insert("stage".into(), stage.into());
             f.metadata.insert("uinfo_version".into(), VERSION.into());
             out.insert("representations.safetensors".into(), f.to_bytes());
@@ -157,7 +147,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             let data = dataset(store, inputs, "dataset")?;
             out.insert(
                 "probe.parquet".into(),
-                probe(&reps, &data, &p, &device)?.to_parquet()?,
+                probe(&reps, &data, &p)?.to_parquet()?,
             );
         }
         Stage::Analyze => {
@@ -172,17 +162,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 .log_runs
                 .iter()
                 .enumerate()
-                .map(|(i, &r)| {
-                    let name = format!("log/{i}");
-                    let t = read_table(store, inputs, &name)?;
-                    let secs = inputs
-                        .manifests
-                        .get(&name)
-                        .map(|m| m.provenance.seconds)
-                        .unwrap_or(0.0);
-                    let per_epoch = secs / t.rows().max(1) as f64;
-                    Ok((r, t, per_epoch))
-                })
+                .map(|(i, &r)| Ok((r, read_table(store, inputs, &format!("log/{i}"))?)))
                 .collect::<Result<Vec<_>>>()?;
             let mut ceilings = Vec::new();
             for i in 0..p.runs.len() {
@@ -195,6 +175,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 probes,
                 logs,
                 ceiling_bits: ceilings,
+                task: checkerboard::task_claims(),
                 perturb_axis: p.perturb_axis,
             })?;
             out.insert("usable_info.parquet".into(), a.usable_info.to_parquet()?);
@@ -204,8 +185,14 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
         }
         Stage::Report => {
             let text = |k: &str| node.params[k].as_str().unwrap_or_default().to_string();
-            let (experiment, description, settings) =
-                (text("experiment"), text("description"), text("settings"));
+            let [experiment, description, settings, relevant, irrelevant] = [
+                "experiment",
+                "description",
+                "settings",
+                "relevant",
+                "irrelevant",
+            ]
+            .map(text);
             let tables = ["usable_info", "summary", "claims", "training_log"]
                 .map(|t| read_table(store, inputs, &format!("{t}.parquet")));
             let [usable_info, summary, claims, training_log] = tables;
@@ -217,6 +204,8 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 summary: &summary?,
                 claims: &claims?,
                 training_log: &training_log?,
+                relevant: &relevant,
+                irrelevant: &irrelevant,
             };
             out.extend(reports::render(&input)?);
         }

@@ -33,6 +33,19 @@ impl Selector {
             && (self.names.is_empty() || self.names.iter().any(|p| n.name.contains(p.as_str())))
     }
 
+    /// Whether a node known only by its stage and name (a cached result's manifest) is selected;
+    /// its run is the part of the name after the stage, e.g. `batch=32,seed=0`.
+    pub fn matches_name(&self, stage: Stage, name: &str) -> bool {
+        let run = name.split('/').nth(1);
+        (self.stages.is_empty() || self.stages.contains(&stage))
+            && (self.runs.is_empty()
+                || self
+                    .runs
+                    .iter()
+                    .any(|r| run.is_some_and(|id| run_matches(id, r))))
+            && (self.names.is_empty() || self.names.iter().any(|p| name.contains(p.as_str())))
+    }
+
     /// The selected nodes and all their ancestors, as a mask.
     pub fn closure(&self, graph: &Graph) -> Vec<bool> {
         let mut keep: Vec<bool> = (0..graph.nodes.len())

@@ -56,13 +56,13 @@ impl Stage {
     /// Implementation version: part of every key of this stage.
     pub fn version(self) -> u32 {
         match self {
-            Stage::Dataset => 1,
+            Stage::Dataset => 2,
             Stage::Init => 1,
-            Stage::Train => 2,
-            Stage::Extract => 2,
-            Stage::Probe => 2,
-            Stage::Analyze => 3,
-            Stage::Report => 3,
+            Stage::Train => 3,
+            Stage::Extract => 3,
+            Stage::Probe => 3,
+            Stage::Analyze => 4,
+            Stage::Report => 4,
         }
     }
 

@@ -126,3 +126,32 @@ pub fn training(log: &Table, config: &str) -> Result<BTreeMap<String, Vec<Point>
     }
     Ok(out)
 }
+
+/// The (lowest, highest) shuffled-label null bits per layer, for one configuration (or all, with
+/// `None`) and decoder; empty when no null was measured.
+pub fn null_bands(
+    usable: &Table,
+    config: Option<&str>,
+    decoder: &str,
+) -> Result<BTreeMap<(i64, String), (f64, f64)>> {
+    let mut out: BTreeMap<(i64, String), (f64, f64)> = BTreeMap::new();
+    if usable.rows() == 0 {
+        return Ok(out);
+    }
+    let (cfg, dec, li, layer, null) = (
+        usable.str("config")?,
+        usable.str("decoder")?,
+        usable.i64("layer_index")?,
+        usable.str("layer")?,
+        usable.f64("null_bits")?,
+    );
+    for i in 0..usable.rows() {
+        if dec[i] == decoder && config.is_none_or(|c| c == cfg[i]) && null[i].is_finite() {
+            let band = out
+                .entry((li[i], layer[i].clone()))
+                .or_insert((null[i], null[i]));
+            *band = (band.0.min(null[i]), band.1.max(null[i]));
+        }
+    }
+    Ok(out)
+}

@@ -99,13 +99,40 @@ fn y_range<'a>(points: impl Iterator<Item = &'a Point>) -> std::ops::Range<f64> 
     (lo - 0.05)..(hi + 0.05)
 }
 
-/// Draws mean lines with 95% bands on one panel.
+/// The colour of the `i`th configuration in a comparison.
+fn config_colour(i: usize) -> RGBColor {
+    const COLOURS: [RGBColor; 6] = [
+        RGBColor(200, 30, 30),
+        RGBColor(30, 70, 200),
+        RGBColor(30, 150, 60),
+        RGBColor(150, 60, 170),
+        RGBColor(230, 120, 20),
+        RGBColor(20, 150, 160),
+    ];
+    COLOURS.get(i).copied().unwrap_or_else(|| {
+        let c = Palette99::pick(i).to_rgba();
+        RGBColor(c.0, c.1, c.2)
+    })
+}
+
+/// The y range of curves and, if any, a null band.
+fn y_range_with(points: &[&Point], null: Option<(f64, f64)>) -> std::ops::Range<f64> {
+    let r = y_range(points.iter().copied());
+    match null {
+        Some((lo, hi)) => r.start.min(lo - 0.05)..r.end.max(hi + 0.05),
+        None => r,
+    }
+}
+
+/// Draws mean lines with 95% bands on one panel, over a grey band where the shuffled-label null
+/// lies (the noise floor), when it was measured.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
     y_desc: &str,
     y: std::ops::Range<f64>,
     series: &[(String, RGBColor, &[Point])],
+    null: Option<(f64, f64)>,
 ) -> Result<()> {
     let x_max = series
         .iter()
@@ -126,6 +153,19 @@ fn panel<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
+    if let Some((lo, hi)) = null {
+        let grey = RGBColor(120, 120, 120);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, lo), (x_max, hi)],
+                grey.mix(0.3).filled(),
+            )))
+            .map_err(err)?
+            .label("shuffled-label null")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 4), (x + 18, y + 4)], grey.mix(0.3).filled())
+            });
+    }
     for (label, colour, points) in series {
         let colour = *colour;
         let mut band: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.3)).collect();
@@ -159,22 +199,39 @@ fn panel<DB: DrawingBackend>(
 }
 
 /// Usable information vs epoch, one panel per layer, one curve per label (mean over seeds with
-/// its 95% band).
-pub fn bits_vs_epoch(config: &str, decoder: &str, curves: &BitsCurves) -> Result<Figure> {
+/// its 95% band), over the layer's shuffled-label null band.
+pub fn bits_vs_epoch(
+    config: &str,
+    decoder: &str,
+    curves: &BitsCurves,
+    null: &NullBands,
+) -> Result<Figure> {
     let n = curves.len().max(1) as u32;
     render!((PANEL.0 * n, PANEL.1 + 30), |root| draw_bits(
-        &root, config, decoder, curves
+        &root, config, decoder, curves, null
     ))
 }
+
+/// The (lowest, highest) shuffled-label null bits per layer (index, name).
+pub type NullBands = std::collections::BTreeMap<(i64, String), (f64, f64)>;
 
 fn draw_bits<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     config: &str,
     decoder: &str,
     curves: &BitsCurves,
+    null: &NullBands,
 ) -> Result<()> {
     let n = curves.len().max(1);
-    let y = y_range(curves.values().flat_map(|labels| labels.values().flatten()));
+    let points: Vec<&Point> = curves
+        .values()
+        .flat_map(|labels| labels.values().flatten())
+        .collect();
+    let band = null
+        .values()
+        .copied()
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let y = y_range_with(&points, band);
     {
         root.fill(&WHITE).map_err(err)?;
         let (top, body) = root.split_vertically(30);
@@ -183,16 +240,73 @@ fn draw_bits<DB: DrawingBackend>(
             ("sans-serif", 18),
         )
         .map_err(err)?;
-        for (area, ((_, layer), labels)) in body.split_evenly((1, n)).iter().zip(curves) {
+        for (area, (key, labels)) in body.split_evenly((1, n)).iter().zip(curves) {
             let series: Vec<(String, RGBColor, &[Point])> = labels
                 .iter()
                 .enumerate()
                 .map(|(i, (l, pts))| (l.clone(), label_colour(l, i), pts.as_slice()))
                 .collect();
-            panel(area, layer, "usable information (bits)", y.clone(), &series)?;
+            panel(
+                area,
+                &key.1,
+                "usable information (bits)",
+                y.clone(),
+                &series,
+                null.get(key).copied(),
+            )?;
         }
         Ok(())
     }
+}
+
+/// One panel of a comparison: its label, and each configuration's curve.
+pub type ComparisonPanel = (String, Vec<(String, Vec<Point>)>);
+
+/// One layer's curves of every configuration on one axis, a panel per label: how the regimes
+/// diverge at a glance.
+pub fn comparison(
+    title: &str,
+    panels: &[ComparisonPanel],
+    null: Option<(f64, f64)>,
+) -> Result<Figure> {
+    let n = panels.len().max(1) as u32;
+    render!(
+        (PANEL.0 * n + 60 * n, PANEL.1 + 30),
+        |root| draw_comparison(&root, title, panels, null)
+    )
+}
+
+fn draw_comparison<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[ComparisonPanel],
+    null: Option<(f64, f64)>,
+) -> Result<()> {
+    let points: Vec<&Point> = panels
+        .iter()
+        .flat_map(|(_, configs)| configs.iter().flat_map(|(_, p)| p))
+        .collect();
+    let y = y_range_with(&points, null);
+    root.fill(&WHITE).map_err(err)?;
+    let (top, body) = root.split_vertically(30);
+    top.titled(title, ("sans-serif", 18)).map_err(err)?;
+    let areas = body.split_evenly((1, panels.len().max(1)));
+    for (area, (label, configs)) in areas.iter().zip(panels) {
+        let series: Vec<(String, RGBColor, &[Point])> = configs
+            .iter()
+            .enumerate()
+            .map(|(i, (c, pts))| (c.clone(), config_colour(i), pts.as_slice()))
+            .collect();
+        panel(
+            area,
+            label,
+            "usable information (bits)",
+            y.clone(),
+            &series,
+            null,
+        )?;
+    }
+    Ok(())
 }
 
 /// Training and validation loss and accuracy vs epoch (mean over seeds with 95% band).
@@ -228,6 +342,7 @@ fn draw_training<DB: DrawingBackend>(
                 ("train".into(), train, get("train_loss")),
                 ("validation".into(), val, get("val_loss")),
             ],
+            None,
         )?;
         panel(
             &areas[1],
@@ -238,6 +353,7 @@ fn draw_training<DB: DrawingBackend>(
                 ("train".into(), train, get("train_accuracy")),
                 ("validation".into(), val, get("val_accuracy")),
             ],
+            None,
         )?;
         Ok(())
     }

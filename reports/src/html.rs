@@ -4,7 +4,7 @@ use anyhow::Result;
 use base64::Engine;
 use stages::table::{Table, Values};
 
-use crate::{cell, summary_columns, Rendered, ReportInput, TABLES};
+use crate::{cell, claims, null_text, summary_columns, Rendered, ReportInput, CLAIMS_RULE, TABLES};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -43,7 +43,8 @@ fn table_html(
 const STYLE: &str = "body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}td.holds{background:#dff5df;font-weight:bold}td.fails{background:#f8dede;font-weight:bold}\
-td.na{background:#eee}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{font-size:13px;color:#555}\
+td.na{background:#eee}td.undecided,span.undecided{background:#fff3c4;font-weight:bold}\
+span.holds{background:#dff5df}span.fails{background:#f8dede}span.na{background:#eee}h3.claim span{padding:2px 8px;font-size:14px}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #ddd}figcaption{font-size:13px;color:#555}\
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}";
 
 /// After load, records in `body[data-figures]` how many images decoded and their sizes, so a
@@ -51,6 +52,55 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}";
 const CHECK: &str = "<script>window.addEventListener('load',function(){var i=Array.prototype.slice.call(document.images);\
 document.body.setAttribute('data-figures',i.filter(function(x){return x.complete&&x.naturalWidth>0}).length+'/'+i.length+' '+\
 i.map(function(x){return x.naturalWidth+'x'+x.naturalHeight}).join(','));});</script>";
+
+/// The CSS class of a verdict or an outcome.
+fn class_of(text: &str) -> &'static str {
+    match text {
+        "holds" | "pass" => "holds",
+        "does not hold" | "fail" => "fails",
+        "inconclusive" | "undecided" => "undecided",
+        _ => "na",
+    }
+}
+
+/// Each claim: its verdict, statement and note, then a table of its conditions.
+fn claims_html(r: &ReportInput) -> Result<String> {
+    let mut s = String::new();
+    for claim in claims::grouped(r.claims)? {
+        s.push_str(&format!(
+            "<h3 class=\"claim\">{} <span class=\"{}\">{}</span></h3>\n<p>{}</p>\n",
+            esc(&claim.id),
+            class_of(&claim.verdict),
+            esc(&claim.verdict),
+            esc(&claim.statement)
+        ));
+        if !claim.note.is_empty() {
+            s.push_str(&format!("<p><em>{}</em></p>\n", esc(&claim.note)));
+        }
+        if claim.rows.is_empty() {
+            continue;
+        }
+        s.push_str("<table><thead><tr>");
+        for h in claims::HEADER {
+            s.push_str(&format!("<th>{}</th>", esc(h)));
+        }
+        s.push_str("</tr></thead><tbody>");
+        for row in &claim.rows {
+            s.push_str("<tr>");
+            for (i, cell) in row.iter().enumerate() {
+                let class = if i + 1 == row.len() {
+                    class_of(cell)
+                } else {
+                    ""
+                };
+                s.push_str(&format!("<td class=\"{class}\">{}</td>", esc(cell)));
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</tbody></table>\n");
+    }
+    Ok(s)
+}
 
 /// Renders the page.
 pub fn page(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
@@ -61,16 +111,12 @@ pub fn page(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
     );
     s.push_str("<p>Usable information I<sub>u</sub>(Z;Y) = H(Y) &minus; CE<sub>test</sub> / ln 2, in bits; intervals are 95% Student-t over seeds.</p>\n");
     s.push_str("<h2>Claims</h2>\n");
-    s.push_str(&table_html(
-        r.claims,
-        &["claim", "statement", "verdict", "measured", "threshold"],
-        |c, v| match (c, v) {
-            ("verdict", "holds") => "holds",
-            ("verdict", "does not hold") => "fails",
-            ("verdict", _) => "na",
-            _ => "",
-        },
-    )?);
+    s.push_str(&format!("<p>{}</p>\n", esc(CLAIMS_RULE)));
+    s.push_str(&claims_html(r)?);
+    s.push_str(&format!(
+        "<h2>Noise floor</h2>\n<p>{}</p>\n",
+        esc(&null_text(r)?)
+    ));
     let diverged = crate::curves::diverged_runs(r.usable_info)?;
     if !diverged.is_empty() {
         s.push_str("<h2>Diverged runs</h2>\n<p>Left out of the summary, the claims and the figures:</p><ul>\n");

@@ -2,6 +2,7 @@
 //! self-contained `report.html`. Reads tables only, never tensors, so every figure can be
 //! regenerated from the Parquet files alone.
 
+mod claims;
 mod curves;
 mod figures;
 mod html;
@@ -27,6 +28,10 @@ pub struct ReportInput<'a> {
     pub claims: &'a Table,
     /// The `training_log` table.
     pub training_log: &'a Table,
+    /// The label the network is trained on (e.g. `direction`).
+    pub relevant: &'a str,
+    /// The meaningful label the output does not need (e.g. `color`).
+    pub irrelevant: &'a str,
 }
 
 /// A produced figure: its file stem (under `figures/`), caption and bytes.
@@ -37,11 +42,12 @@ struct Rendered {
 }
 
 /// The tables linked next to the report, with what each holds.
-const TABLES: [(&str, &str); 4] = [
-    ("usable_info.parquet", "one row per measurement (run, epoch, layer, label, decoder)"),
-    ("summary.parquet", "per configuration, layer, label and decoder: peak, epoch of peak and final bits, 95% intervals"),
-    ("claims.parquet", "the paper's claims with measured numbers, thresholds and verdicts"),
-    ("training_log.parquet", "per run and epoch: lr, batch, losses, accuracies, seconds"),
+const TABLES: [(&str, &str); 5] = [
+    ("usable_info.parquet", "one row per measurement (run, epoch, layer, label, decoder), with the shuffled-label null where measured"),
+    ("summary.parquet", "per configuration, layer, label and decoder: initial, peak and final bits with 95% intervals, epoch of the peak, the null"),
+    ("claims.parquet", "the paper's claims: one row per condition, with mean, 95% interval, threshold, outcome and the claim's verdict"),
+    ("training_log.parquet", "per run and epoch: lr, batch, losses, accuracies"),
+    ("timings.parquet", "per node: where, when and how long it was computed (written by the run; not a cached result)"),
 ];
 
 /// A file name fragment from a configuration name.
@@ -64,11 +70,15 @@ fn figures(r: &ReportInput) -> Result<Vec<Rendered>> {
     };
     for config in curves::configs(r.usable_info)? {
         let bits = curves::bits(r.usable_info, &config, &decoder)?;
+        let null = curves::null_bands(r.usable_info, Some(&config), &decoder)?;
         out.push(Rendered {
             stem: format!("bits-{}", slug(&config)),
-            caption: format!("{config}: usable information (bits) vs epoch per hidden layer, mean over seeds with 95% band"),
-            figure: figures::bits_vs_epoch(&config, &decoder, &bits)?,
+            caption: format!("{config}: usable information (bits) vs epoch per probed layer, mean over seeds with 95% band; grey: the shuffled-label null"),
+            figure: figures::bits_vs_epoch(&config, &decoder, &bits, &null)?,
         });
+    }
+    if let Some(compare) = comparison(r, &decoder)? {
+        out.push(compare);
     }
     if let Some(grid) = grid(r.summary, &decoder)? {
         out.push(grid);
@@ -82,6 +92,49 @@ fn figures(r: &ReportInput) -> Result<Vec<Rendered>> {
         });
     }
     Ok(out)
+}
+
+/// The last probed layer's irrelevant and relevant labels with every configuration on one axis.
+fn comparison(r: &ReportInput, decoder: &str) -> Result<Option<Rendered>> {
+    let configs = curves::configs(r.usable_info)?;
+    let per_config: Vec<(String, curves::BitsCurves)> = configs
+        .into_iter()
+        .map(|c| Ok((c.clone(), curves::bits(r.usable_info, &c, decoder)?)))
+        .collect::<Result<_>>()?;
+    let Some(last) = per_config
+        .iter()
+        .flat_map(|(_, b)| b.keys())
+        .max_by_key(|k| k.0)
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let panels: Vec<figures::ComparisonPanel> = [r.irrelevant, r.relevant]
+        .iter()
+        .map(|label| {
+            let lines = per_config
+                .iter()
+                .filter_map(|(c, b)| Some((c.clone(), b.get(&last)?.get(*label)?.clone())))
+                .collect::<Vec<_>>();
+            (label.to_string(), lines)
+        })
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let null = curves::null_bands(r.usable_info, None, decoder)?
+        .get(&last)
+        .copied();
+    Ok(Some(Rendered {
+        stem: format!("compare-{}", slug(&last.1)),
+        caption: format!("{}: {} beside {} bits vs epoch, every configuration on one axis (mean over seeds with 95% band; grey: the shuffled-label null)", last.1, r.irrelevant, r.relevant),
+        figure: figures::comparison(
+            &format!("{}: every configuration ({decoder} decoder)", last.1),
+            &panels,
+            null,
+        )?,
+    }))
 }
 
 /// The lr × batch grid of final colour bits at the last hidden layer, when both are swept.
@@ -155,10 +208,30 @@ fn markdown(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
     let mut s = format!("# uinfo report: {}\n\n{}\n\n", r.experiment, r.description);
     s.push_str("Usable information I_u(Z;Y) = H(Y) - CE_test / ln 2, in bits; intervals are 95% Student-t over seeds.\n\n");
     s.push_str("## Claims\n\n");
-    s.push_str(&table_md(
-        r.claims,
-        &["claim", "statement", "verdict", "measured", "threshold"],
-    )?);
+    s.push_str(CLAIMS_RULE);
+    s.push_str("\n\n");
+    for claim in claims::grouped(r.claims)? {
+        s.push_str(&format!(
+            "### {}: {}\n\n{}\n\n",
+            claim.id, claim.verdict, claim.statement
+        ));
+        if !claim.note.is_empty() {
+            s.push_str(&format!("*{}*\n\n", claim.note));
+        }
+        if !claim.rows.is_empty() {
+            s.push_str(&format!(
+                "| {} |\n|{}\n",
+                claims::HEADER.join(" | "),
+                " --- |".repeat(claims::HEADER.len())
+            ));
+            for row in &claim.rows {
+                let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+                s.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str(&format!("## Noise floor\n\n{}\n", null_text(r)?));
     s.push_str(&diverged_md(r)?);
     s.push_str("\n## Figures\n\n");
     for f in figs {
@@ -179,6 +252,35 @@ fn markdown(r: &ReportInput, figs: &[Rendered]) -> Result<String> {
         r.settings.trim_end()
     ));
     Ok(s)
+}
+
+/// How claims are judged, for the reader of a report.
+const CLAIMS_RULE: &str = "Each claim is judged on conditions on per-seed quantities. A condition passes when the 95% Student-t interval of its seed mean lies wholly on the right side of its threshold, fails when wholly on the wrong side, and is undecided otherwise. A claim holds when every condition passes, does not hold when any fails, and is inconclusive otherwise. The peak of a curve is the checkpoint where its seed mean is highest, read per seed there.";
+
+/// What the shuffled-label null shows, in words.
+fn null_text(r: &ReportInput) -> Result<String> {
+    if r.usable_info.rows() == 0 {
+        return Ok("No measurements.".into());
+    }
+    let null: Vec<f64> = r
+        .usable_info
+        .f64("null_bits")?
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .collect();
+    if null.is_empty() {
+        return Ok("The shuffled-label null was not measured (set `probe.null` to `\"first-seed\"` or `true`).".into());
+    }
+    let (lo, hi) = null
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let mean = null.iter().sum::<f64>() / null.len() as f64;
+    Ok(format!(
+        "The same decoders trained on shuffled labels ({} measurements) read between {lo:.3} and {hi:.3} bits (mean {mean:.3}): what a decoder reads when there is nothing to read. The grey band in the figures spans this range; differences inside it are not information.",
+        null.len()
+    ))
 }
 
 /// A note on runs whose training diverged (empty when none did).
@@ -211,6 +313,7 @@ fn cell(v: &Values, i: usize) -> String {
     match v {
         Values::F64(x) => x[i].map(|f| format!("{f:.3}")).unwrap_or_default(),
         Values::I64(x) => x[i].to_string(),
+        Values::OptI64(x) => x[i].map(|v| v.to_string()).unwrap_or_default(),
         Values::Str(x) => x[i].clone(),
         Values::Bool(x) => x[i].to_string(),
     }

@@ -34,7 +34,11 @@ fn usable() -> Table {
     t.push("layer", Values::Str(cols[1].clone()));
     t.push("label", Values::Str(cols[2].clone()));
     t.push("decoder", Values::Str(cols[3].clone()));
+    let null = (0..bits.len())
+        .map(|i| (i % 3 == 0).then_some(0.01 * (i % 5) as f64 - 0.02))
+        .collect();
     t.push("bits", Values::F64(bits));
+    t.push("null_bits", Values::F64(null));
     t
 }
 
@@ -85,9 +89,33 @@ fn summary() -> Table {
 
 fn claims() -> Table {
     let mut t = Table::default();
-    for c in ["claim", "statement", "verdict", "measured", "threshold"] {
-        t.push(c, Values::Str(vec![format!("{c} <1>")]));
-    }
+    let text = |v: [&str; 3]| Values::Str(v.iter().map(|s| s.to_string()).collect());
+    t.push("claim", text(["C1", "C1", "C5"]));
+    t.push(
+        "statement",
+        text(["claim <1>", "claim <1>", "about images"]),
+    );
+    t.push("verdict", text(["holds", "holds", "not evaluated"]));
+    t.push("note", text(["", "", "no images here"]));
+    t.push(
+        "condition",
+        text([
+            "final bits >= 0.9 x ceiling",
+            "final bits >= 0.9 x ceiling",
+            "",
+        ]),
+    );
+    t.push("config", text(["batch=32", "batch=1024", ""]));
+    t.push("quantity", text(["final bits", "final bits", ""]));
+    t.push("comparison", text([">=", ">=", ""]));
+    t.push("outcome", text(["pass", "pass", ""]));
+    t.push("measured", text(["a", "b", "no images here"]));
+    t.push("mean", Values::F64(vec![Some(0.81), Some(0.8), None]));
+    t.push("lower", Values::F64(vec![Some(0.8), Some(0.79), None]));
+    t.push("upper", Values::F64(vec![Some(0.82), Some(0.81), None]));
+    t.push("threshold", Values::F64(vec![Some(0.73), Some(0.73), None]));
+    t.push("n_seeds", Values::I64(vec![3, 3, 0]));
+    t.push("seeds_needed", Values::OptI64(vec![None, None, None]));
     t
 }
 
@@ -102,6 +130,8 @@ fn report_files_are_complete_and_figures_decode() {
         summary: &s,
         claims: &c,
         training_log: &l,
+        relevant: "direction",
+        irrelevant: "color",
     };
     let files = render(&input).unwrap();
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -112,6 +142,8 @@ fn report_files_are_complete_and_figures_decode() {
         "figures/bits-batch=32.svg",
         "figures/bits-batch=1024.png",
         "figures/grid-final-colour.png",
+        "figures/compare-hidden2.png",
+        "figures/compare-hidden2.svg",
         "figures/training-batch=32.svg",
     ] {
         assert!(
@@ -156,6 +188,27 @@ fn report_files_are_complete_and_figures_decode() {
         html.matches("data:image/png;base64,").count(),
         names.iter().filter(|n| n.ends_with(".png")).count()
     );
-    assert!(html.contains("claim &lt;1&gt;"), "table cells are escaped");
+    assert!(html.contains("claim &lt;1&gt;"), "text is escaped");
+    for expected in [
+        "0.810 [0.800, 0.820]",
+        "&gt;= 0.730",
+        "no images here",
+        "Noise floor",
+    ] {
+        assert!(
+            html.contains(expected),
+            "{expected} missing from the report"
+        );
+    }
+    let md =
+        String::from_utf8(files.iter().find(|f| f.0 == "report.md").unwrap().1.clone()).unwrap();
+    assert!(
+        md.contains("### C1: holds") && md.contains("### C5: not evaluated"),
+        "{md}"
+    );
+    assert!(
+        md.contains("between -0.020 and 0.020 bits"),
+        "the null range is stated: {md}"
+    );
     assert_eq!(render(&input).unwrap(), files, "rendering is deterministic");
 }

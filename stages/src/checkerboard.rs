@@ -213,7 +213,7 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
             let m = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let (mut red, mut all) = (0.0, 0.0);
             for (l, (_, _, is_red)) in logs.iter().zip(&means) {
-                let w = (l - m).exp();
+                let w = crate::math::exp(l - m);
                 all += w;
                 if *is_red {
                     red += w;
@@ -224,6 +224,17 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
         .collect()
 }
 
+/// What the paper's claims are about on this task: the network learns `direction`; `color` is
+/// meaningful but irrelevant to the output; C1 asks for 0.9 of the ceiling.
+pub fn task_claims() -> crate::claims::TaskClaims {
+    crate::claims::TaskClaims {
+        relevant: "direction".into(),
+        irrelevant: "color".into(),
+        image: false,
+        c1_fraction: 0.9,
+    }
+}
+
 /// The most bits any decoder can read about `color` (and so `direction`, which adds the visible
 /// target configuration) from the inputs: H(Y) − CE of the Bayes posterior, on a split.
 pub fn colour_ceiling_bits(split: &Split, p: &DatasetParams) -> Result<f64> {
@@ -232,7 +243,7 @@ pub fn colour_ceiling_bits(split: &Split, p: &DatasetParams) -> Result<f64> {
     let ce: f64 = post
         .iter()
         .zip(colour)
-        .map(|(q, &y)| -(if y == 1 { *q } else { 1.0 - q }).max(1e-12).ln())
+        .map(|(q, &y)| -crate::math::ln((if y == 1 { *q } else { 1.0 - q }).max(1e-12)))
         .sum::<f64>()
         / post.len().max(1) as f64;
     Ok(crate::info::entropy_bits(colour, 2) - ce / std::f64::consts::LN_2)

@@ -3,13 +3,10 @@
 //! early-stopping slice, and scored on the held-out validation split.
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::info::{entropy_bits, usable_bits};
 use crate::rng::Rng;
-use crate::train::loss_and_accuracy;
 
 /// Decoder families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,10 +113,19 @@ struct Fitted {
 }
 
 /// Trains the decoder and measures usable information on the test split.
-pub fn measure(data: &ProbeData, p: &DecoderParams, device: &Device) -> Result<Measurement> {
+pub fn measure(data: &ProbeData, p: &DecoderParams) -> Result<Measurement> {
     let n = data.y_train.len();
     if data.train.len() != n * data.dim || data.test.len() != data.y_test.len() * data.dim {
         bail!("features and labels disagree in size");
+    }
+    let bad = data
+        .train
+        .iter()
+        .chain(data.test)
+        .filter(|v| !v.is_finite())
+        .count();
+    if bad > 0 {
+        bail!("the representation has {bad} NaN or infinite values");
     }
     let n_es = ((n as f64) * p.holdout).round() as usize;
     let n_fit = n - n_es;
@@ -147,7 +153,7 @@ pub fn measure(data: &ProbeData, p: &DecoderParams, device: &Device) -> Result<M
         dim: data.dim,
         classes: data.classes,
     };
-    let real = fit(&slices, p, device)?;
+    let real = fit(&slices, p)?;
     let null_bits = if p.null {
         // Labels permuted independently of the features in every slice, test included: what the
         // same decoder reads when there is nothing to read.
@@ -162,7 +168,7 @@ pub fn measure(data: &ProbeData, p: &DecoderParams, device: &Device) -> Result<M
             test: (&test_x, &test_labels),
             ..slices
         };
-        Some(usable_bits(h_y_bits, fit(&null, p, device)?.ce))
+        Some(usable_bits(h_y_bits, fit(&null, p)?.ce))
     } else {
         None
     };
@@ -216,20 +222,6 @@ fn standardize(fit: &mut [f32], others: &mut [&mut Vec<f32>], dim: usize) {
     }
 }
 
-/// A uniform ±1/√fan_in initialised linear layer.
-fn linear_vars(
-    fan_in: usize,
-    fan_out: usize,
-    rng: &mut Rng,
-    device: &Device,
-) -> Result<(Var, Var)> {
-    let (w, b) = crate::network::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt());
-    Ok((
-        Var::from_tensor(&Tensor::from_vec(w, (fan_out, fan_in), device)?)?,
-        Var::from_tensor(&Tensor::from_vec(b, fan_out, device)?)?,
-    ))
-}
-
 /// The three slices a decoder sees: fitting, early stopping, test (features, labels).
 #[derive(Clone, Copy)]
 struct Slices<'a> {
@@ -240,68 +232,21 @@ struct Slices<'a> {
     classes: usize,
 }
 
-/// Trains a decoder with early stopping and returns its test metrics at the best step.
-fn fit(s: &Slices, p: &DecoderParams, device: &Device) -> Result<Fitted> {
-    match p.kind {
-        DecoderKind::Linear => Ok(linear::fit(s, p)),
-        DecoderKind::Mlp => fit_mlp(s, p, device),
-    }
-}
-
-/// The MLP decoder, on candle.
-fn fit_mlp(s: &Slices, p: &DecoderParams, device: &Device) -> Result<Fitted> {
-    let t = |(x, y): (&[f32], &[i64])| -> Result<(Tensor, Tensor)> {
-        Ok((
-            Tensor::from_slice(x, (y.len(), s.dim), device)?,
-            Tensor::from_vec(
-                y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-                y.len(),
-                device,
-            )?,
-        ))
+/// Trains a decoder with early stopping and returns its test metrics at the best step; an error
+/// when its early-stopping loss was never finite (features with NaN or infinite values, or
+/// a learning rate that makes the decoder diverge).
+fn fit(s: &Slices, p: &DecoderParams) -> Result<Fitted> {
+    let fitted = match p.kind {
+        DecoderKind::Linear => linear::fit(s, p),
+        DecoderKind::Mlp => mlp::fit(s, p),
     };
-    let ((fx, fy), (ex, ey), (tx, ty)) = (t(s.fit)?, t(s.es)?, t(s.test)?);
-    let mut rng = Rng::derive(p.seed, "decoder", 0);
-    let layers = [
-        linear_vars(s.dim, p.hidden, &mut rng, device)?,
-        linear_vars(p.hidden, s.classes, &mut rng, device)?,
-    ];
-    let forward = |x: &Tensor| -> Result<Tensor> {
-        let h = x
-            .matmul(&layers[0].0.as_tensor().t()?)?
-            .broadcast_add(layers[0].1.as_tensor())?
-            .relu()?;
-        Ok(h.matmul(&layers[1].0.as_tensor().t()?)?
-            .broadcast_add(layers[1].1.as_tensor())?)
-    };
-    let vars: Vec<Var> = layers
-        .iter()
-        .flat_map(|(w, b)| [w.clone(), b.clone()])
-        .collect();
-    let mut opt = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: p.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )?;
-    let mut stopping = EarlyStopping::new(p);
-    for step in 0..=p.steps {
-        if stopping.due(step) {
-            let (es_ce, _) = loss_and_accuracy(&forward(&ex)?, &ey)?;
-            stopping.offer(step, es_ce, || loss_and_accuracy(&forward(&tx)?, &ty))?;
-        }
-        if step == p.steps {
-            break;
-        }
-        opt.backward_step(&candle_nn::loss::cross_entropy(&forward(&fx)?, &fy)?)?;
-    }
-    stopping
-        .best()
-        .ok_or_else(|| anyhow::anyhow!("the decoder's loss was never finite"))
+    fitted.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the {} decoder's loss was never finite (lr {}; check the representation for NaN or infinite values)",
+            p.kind.name(),
+            p.lr
+        )
+    })
 }
 
 /// Early stopping: evaluates every `eval_every` steps and at the last, and keeps the test
@@ -328,14 +273,9 @@ impl EarlyStopping {
 
     /// Records a step's early-stopping loss; measures the test split with `test` (mean CE,
     /// accuracy) only when the step is the best so far.
-    fn offer<E>(
-        &mut self,
-        step: usize,
-        es_ce: f64,
-        test: impl FnOnce() -> Result<(f64, f64), E>,
-    ) -> Result<(), E> {
+    fn offer(&mut self, step: usize, es_ce: f64, test: impl FnOnce() -> (f64, f64)) {
         if es_ce.is_finite() && self.best.as_ref().is_none_or(|(b, _)| es_ce < *b) {
-            let (ce, accuracy) = test()?;
+            let (ce, accuracy) = test();
             self.best = Some((
                 es_ce,
                 Fitted {
@@ -345,7 +285,6 @@ impl EarlyStopping {
                 },
             ));
         }
-        Ok(())
     }
 
     /// The kept metrics, if any evaluation was finite.
@@ -354,31 +293,46 @@ impl EarlyStopping {
     }
 }
 
-/// Softmax regression by hand: one pass over the features per Adam step, no allocation in the
-/// loop. Same initialisation and Adam update as the candle path, ~10x faster on small problems.
-mod linear {
-    use super::{DecoderParams, EarlyStopping, Fitted, Slices};
-    use crate::rng::Rng;
+/// PyTorch's Adam update (β = 0.9, 0.999; ε = 1e-8) of one parameter vector.
+struct Adam {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
 
-    /// Dot product with 16 independent partial sums, so the compiler can vectorise it. The lanes
-    /// are fixed, so every vector width gives the same bits.
-    #[inline(always)]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0f32; 16];
-        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for i in 0..16 {
-                acc[i] += x[i] * y[i];
-            }
+impl Adam {
+    fn new(len: usize) -> Adam {
+        Adam {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
         }
-        acc.iter().sum::<f32>() + tail
     }
+
+    /// Step `t` (1-based) with gradient `grad`.
+    fn step(&mut self, theta: &mut [f32], grad: &[f32], lr: f64, t: i32) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for i in 0..theta.len() {
+            let g = grad[i] as f64;
+            self.m[i] = (b1 * self.m[i] as f64 + (1.0 - b1) * g) as f32;
+            self.v[i] = (b2 * self.v[i] as f64 + (1.0 - b2) * g * g) as f32;
+            let m_hat = self.m[i] as f64 / c1;
+            let v_hat = self.v[i] as f64 / c2;
+            theta[i] -= (lr * m_hat / (v_hat.sqrt() + eps)) as f32;
+        }
+    }
+}
+
+/// A uniform ±1/√fan_in initialised linear layer (weight fan_out × fan_in, then bias).
+fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f32>) {
+    crate::network::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
+}
+
+/// Softmax regression: one pass over the features per Adam step, no allocation in the loop.
+mod linear {
+    use super::{init_linear, Adam, DecoderParams, EarlyStopping, Fitted, Slices};
+    use crate::kernels::{self, dot, softmax_xent};
+    use crate::math::expf;
+    use crate::rng::Rng;
 
     /// Logits of one row into `z`.
     #[inline(always)]
@@ -387,25 +341,6 @@ mod linear {
         for (c, zc) in z.iter_mut().enumerate() {
             *zc = b[c] + dot(&w[c * dim..(c + 1) * dim], x);
         }
-    }
-
-    /// Log-softmax in place, returning log-sum-exp.
-    fn log_softmax(z: &mut [f32]) {
-        let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
-        z.iter_mut().for_each(|v| *v -= lse);
-    }
-
-    /// Softmax in place.
-    #[inline(always)]
-    fn softmax(z: &mut [f32]) {
-        let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in z.iter_mut() {
-            *v = (*v - m).exp();
-            sum += *v;
-        }
-        z.iter_mut().for_each(|v| *v /= sum);
     }
 
     /// Mean cross-entropy (nats) and accuracy.
@@ -419,37 +354,12 @@ mod linear {
         let (mut ce, mut correct) = (0f64, 0usize);
         for (row, &label) in x.chunks_exact(dim).zip(y) {
             logits(w, b, row, z);
-            log_softmax(z);
-            ce -= z[label as usize] as f64;
-            let arg = z
-                .iter()
-                .enumerate()
-                .fold(0, |best, (i, v)| if *v > z[best] { i } else { best });
-            correct += usize::from(arg == label as usize);
+            let (c, hit) = softmax_xent(z, label as usize, 0.0);
+            ce += c as f64;
+            correct += usize::from(hit);
         }
         let n = y.len().max(1) as f64;
         (ce / n, correct as f64 / n)
-    }
-
-    /// PyTorch's Adam update of one parameter vector.
-    struct Adam {
-        m: Vec<f32>,
-        v: Vec<f32>,
-    }
-
-    impl Adam {
-        fn step(&mut self, theta: &mut [f32], grad: &[f32], lr: f64, t: i32) {
-            let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-            for i in 0..theta.len() {
-                let g = grad[i] as f64;
-                self.m[i] = (b1 * self.m[i] as f64 + (1.0 - b1) * g) as f32;
-                self.v[i] = (b2 * self.v[i] as f64 + (1.0 - b2) * g * g) as f32;
-                let m_hat = self.m[i] as f64 / c1;
-                let v_hat = self.v[i] as f64 / c2;
-                theta[i] -= (lr * m_hat / (v_hat.sqrt() + eps)) as f32;
-            }
-        }
     }
 
     /// Gradient buffers: of the weights (classes × dim), of the biases, and a row's logits.
@@ -461,7 +371,7 @@ mod linear {
 
     /// The mean cross-entropy gradient over the fitting rows `(x, y)`, into `g`.
     #[inline(always)]
-    fn gradient_body(w: &[f32], b: &[f32], (x, y): (&[f32], &[i64]), g: &mut Grads) {
+    fn gradient_body(w: &[f32], b: &[f32], x: &[f32], y: &[i64], g: &mut Grads) {
         let (dim, n) = (w.len() / b.len(), y.len() as f32);
         g.w.iter_mut().for_each(|v| *v = 0.0);
         g.b.iter_mut().for_each(|v| *v = 0.0);
@@ -472,12 +382,10 @@ mod linear {
             let bias = b[1] - b[0];
             let (g0, g1) = g.w.split_at_mut(dim);
             for (row, &label) in x.chunks_exact(dim).zip(y) {
-                let p1 = 1.0 / (1.0 + (-(dot(&diff, row) + bias)).exp());
+                let p1 = 1.0 / (1.0 + expf(-(dot(&diff, row) + bias)));
                 let d = (p1 - f32::from(label == 1)) / n;
                 g.b[1] += d;
-                for (acc, x) in g1.iter_mut().zip(row) {
-                    *acc += d * x;
-                }
+                kernels::axpy(g1, d, row);
             }
             g0.iter_mut().zip(g1.iter()).for_each(|(a, b)| *a = -b);
             g.b[0] = -g.b[1];
@@ -485,56 +393,25 @@ mod linear {
         }
         for (row, &label) in x.chunks_exact(dim).zip(y) {
             logits(w, b, row, &mut g.z);
-            softmax(&mut g.z);
-            for (c, &p) in g.z.iter().enumerate() {
-                let d = (p - f32::from(c == label as usize)) / n;
+            softmax_xent(&mut g.z, label as usize, 1.0 / n);
+            for (c, &d) in g.z.iter().enumerate() {
                 g.b[c] += d;
-                for (acc, x) in g.w[c * dim..(c + 1) * dim].iter_mut().zip(row) {
-                    *acc += d * x;
-                }
+                kernels::axpy(&mut g.w[c * dim..(c + 1) * dim], d, row);
             }
         }
     }
 
-    /// [`gradient_body`] compiled for the widest vectors the CPU has (same bits on each: no FMA).
-    fn gradient(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
-                gradient_body(w, b, xy, g)
-            }
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2(w: &[f32], b: &[f32], xy: (&[f32], &[i64]), g: &mut Grads) {
-                gradient_body(w, b, xy, g)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports the enabled feature.
-                return unsafe { avx512(w, b, xy, g) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports the enabled feature.
-                return unsafe { avx2(w, b, xy, g) };
-            }
-        }
-        gradient_body(w, b, xy, g)
+    kernels::simd! {
+        /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
+        fn gradient(w: &[f32], b: &[f32], x: &[f32], y: &[i64], g: &mut Grads) = gradient_body;
     }
 
-    pub(super) fn fit(s: &Slices, p: &DecoderParams) -> Fitted {
+    /// Fits softmax regression; `None` when the early-stopping loss was never finite.
+    pub(super) fn fit(s: &Slices, p: &DecoderParams) -> Option<Fitted> {
         let (dim, k) = (s.dim, s.classes);
         let mut rng = Rng::derive(p.seed, "decoder", 0);
-        let (mut w, mut b) =
-            crate::network::uniform_linear(&mut rng, dim, k, 1.0 / (dim as f64).sqrt());
-        let (mut adam_w, mut adam_b) = (
-            Adam {
-                m: vec![0.0; k * dim],
-                v: vec![0.0; k * dim],
-            },
-            Adam {
-                m: vec![0.0; k],
-                v: vec![0.0; k],
-            },
-        );
+        let (mut w, mut b) = init_linear(&mut rng, dim, k);
+        let (mut adam_w, mut adam_b) = (Adam::new(k * dim), Adam::new(k));
         let mut g = Grads {
             w: vec![0f32; k * dim],
             b: vec![0f32; k],
@@ -545,22 +422,120 @@ mod linear {
         for step in 0..=p.steps {
             if stopping.due(step) {
                 let (es_ce, _) = evaluate(&w, &b, s.es, dim, &mut z);
-                let test =
-                    || Ok::<_, std::convert::Infallible>(evaluate(&w, &b, s.test, dim, &mut z));
-                let Ok(()) = stopping.offer(step, es_ce, test);
+                stopping.offer(step, es_ce, || evaluate(&w, &b, s.test, dim, &mut z));
             }
             if step == p.steps {
                 break;
             }
-            gradient(&w, &b, s.fit, &mut g);
+            gradient(&w, &b, s.fit.0, s.fit.1, &mut g);
             adam_w.step(&mut w, &g.w, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.b, p.lr, step as i32 + 1);
         }
-        stopping.best().unwrap_or(Fitted {
-            ce: f64::INFINITY,
-            accuracy: 0.0,
-            best_step: 0,
-        })
+        stopping.best()
+    }
+}
+
+/// One hidden ReLU layer, full-batch: the forward and backward passes are [`crate::kernels`]
+/// dense layers.
+mod mlp {
+    use super::{init_linear, Adam, DecoderParams, EarlyStopping, Fitted, Slices};
+    use crate::kernels::{self, dense, dense_grads, dense_input_grad_relu, relu, softmax_xent};
+    use crate::rng::Rng;
+
+    /// The decoder's parameters: (weight, bias) of the hidden layer and of the output layer.
+    struct Params {
+        w1: Vec<f32>,
+        b1: Vec<f32>,
+        w2: Vec<f32>,
+        b2: Vec<f32>,
+    }
+
+    /// Buffers for the fitting slice's forward and backward passes, and the gradients.
+    struct Work {
+        hidden: Vec<f32>,
+        delta1: Vec<f32>,
+        logits: Vec<f32>,
+        grads: Params,
+    }
+
+    /// Mean cross-entropy (nats) and accuracy on a slice.
+    fn evaluate(p: &Params, (x, y): (&[f32], &[i64])) -> (f64, f64) {
+        let n = y.len();
+        let mut hidden = vec![0f32; n * p.b1.len()];
+        let mut logits = vec![0f32; n * p.b2.len()];
+        forward(p, x, &mut hidden, &mut logits);
+        kernels::mean_xent(&logits, y, p.b2.len())
+    }
+
+    #[inline(always)]
+    fn forward_body(p: &Params, x: &[f32], hidden: &mut [f32], logits: &mut [f32]) {
+        dense(x, &p.w1, &p.b1, hidden);
+        relu(hidden);
+        dense(hidden, &p.w2, &p.b2, logits);
+    }
+
+    kernels::simd! {
+        /// [`forward_body`] for the widest vectors the CPU has (the same bits on each).
+        fn forward(p: &Params, x: &[f32], hidden: &mut [f32], logits: &mut [f32]) = forward_body;
+    }
+
+    /// The mean cross-entropy gradient over the fitting rows, into `w.grads`.
+    #[inline(always)]
+    fn gradient_body(p: &Params, x: &[f32], y: &[i64], w: &mut Work) {
+        let k = p.b2.len();
+        forward_body(p, x, &mut w.hidden, &mut w.logits);
+        let scale = 1.0 / y.len() as f32;
+        for (z, &label) in w.logits.chunks_exact_mut(k).zip(y) {
+            softmax_xent(z, label as usize, scale);
+        }
+        let g = &mut w.grads;
+        dense_grads(&w.hidden, &w.logits, &mut g.w2, &mut g.b2);
+        dense_input_grad_relu(&w.hidden, &p.w2, &w.logits, k, &mut w.delta1);
+        dense_grads(x, &w.delta1, &mut g.w1, &mut g.b1);
+    }
+
+    kernels::simd! {
+        /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
+        fn gradient(p: &Params, x: &[f32], y: &[i64], w: &mut Work) = gradient_body;
+    }
+
+    /// Fits the MLP; `None` when the early-stopping loss was never finite.
+    pub(super) fn fit(s: &Slices, d: &DecoderParams) -> Option<Fitted> {
+        let (dim, h, k, n) = (s.dim, d.hidden, s.classes, s.fit.1.len());
+        let mut rng = Rng::derive(d.seed, "decoder", 0);
+        let (w1, b1) = init_linear(&mut rng, dim, h);
+        let (w2, b2) = init_linear(&mut rng, h, k);
+        let mut p = Params { w1, b1, w2, b2 };
+        let mut adam = [h * dim, h, k * h, k].map(Adam::new);
+        let mut work = Work {
+            hidden: vec![0.0; n * h],
+            delta1: vec![0.0; n * h],
+            logits: vec![0.0; n * k],
+            grads: Params {
+                w1: vec![0.0; h * dim],
+                b1: vec![0.0; h],
+                w2: vec![0.0; k * h],
+                b2: vec![0.0; k],
+            },
+        };
+        let mut stopping = EarlyStopping::new(d);
+        for step in 0..=d.steps {
+            if stopping.due(step) {
+                let (es_ce, _) = evaluate(&p, s.es);
+                stopping.offer(step, es_ce, || evaluate(&p, s.test));
+            }
+            if step == d.steps {
+                break;
+            }
+            gradient(&p, s.fit.0, s.fit.1, &mut work);
+            let t = step as i32 + 1;
+            let g = &work.grads;
+            adam[0].step(&mut p.w1, &g.w1, d.lr, t);
+            adam[1].step(&mut p.b1, &g.b1, d.lr, t);
+            adam[2].step(&mut p.w2, &g.w2, d.lr, t);
+            adam[3].step(&mut p.b2, &g.b2, d.lr, t);
+        }
+        stopping.best()
     }
 }
 
@@ -595,7 +570,7 @@ mod tests {
             y_test: &yte,
             classes: 2,
         };
-        measure(&data, p, &Device::Cpu).unwrap()
+        measure(&data, p).unwrap()
     }
 
     #[test]
@@ -664,15 +639,50 @@ mod tests {
             y_test: &yte,
             classes: 2,
         };
-        let lin = measure(
-            &data,
-            &DecoderParams::new(DecoderKind::Linear),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let mlp = measure(&data, &DecoderParams::new(DecoderKind::Mlp), &Device::Cpu).unwrap();
+        let lin = measure(&data, &DecoderParams::new(DecoderKind::Linear)).unwrap();
+        let mlp = measure(&data, &DecoderParams::new(DecoderKind::Mlp)).unwrap();
         assert!(lin.bits < 0.1, "{lin:?}");
         assert!(mlp.bits > 0.9 * mlp.h_y_bits, "{mlp:?}");
+    }
+
+    #[test]
+    fn non_finite_features_or_losses_are_errors_not_values() {
+        let y: Vec<i64> = (0..200).map(|i| i % 2).collect();
+        let run = |x: &[f32], kind| {
+            let dim = x.len() / 200;
+            let data = ProbeData {
+                train: &x[..150 * dim],
+                test: &x[150 * dim..],
+                dim,
+                y_train: &y[..150],
+                y_test: &y[150..],
+                classes: 2,
+            };
+            measure(&data, &DecoderParams::new(kind))
+                .unwrap_err()
+                .to_string()
+        };
+        let nan: Vec<f32> = (0..400)
+            .map(|i| if i % 2 == 0 { f32::NAN } else { 1.0 })
+            .collect();
+        // A loss that is never finite on the early-stopping slice: no step can be kept.
+        let ok = [1f32; 40];
+        let slices = Slices {
+            fit: (&ok[..20], &y[..10]),
+            es: (&nan[..20], &y[10..20]),
+            test: (&ok[20..], &y[20..30]),
+            dim: 2,
+            classes: 2,
+        };
+        for kind in [DecoderKind::Linear, DecoderKind::Mlp] {
+            let e = run(&nan, kind);
+            assert!(e.contains("200 NaN or infinite values"), "{kind:?}: {e}");
+            let e = fit(&slices, &DecoderParams::new(kind))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("loss was never finite"), "{kind:?}: {e}");
+        }
     }
 
     #[test]
@@ -696,7 +706,7 @@ mod tests {
             y_test: &y[2000..],
             classes: 2,
         };
-        let m = measure(&data, &p, &Device::Cpu).unwrap();
+        let m = measure(&data, &p).unwrap();
         assert!(m.bits > 0.6, "{m:?}");
         assert!(m.null_bits.unwrap().abs() < 0.03, "{m:?}");
     }

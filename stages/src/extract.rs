@@ -5,25 +5,16 @@
 //! (n × classes); metadata `layers` (JSON list of names, index order), `epoch`, `step`.
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
 
-use crate::checkerboard::{Dataset, INPUT_DIM};
+use crate::checkerboard::Dataset;
 use crate::checkpoint::Checkpoint;
-use crate::network::Network;
+use crate::network::Fc;
 use crate::tensors::{NamedTensor, TensorFile};
-
-/// Activations of one layer for one split.
-fn host(t: &Tensor) -> Result<NamedTensor> {
-    Ok(NamedTensor::f32(
-        t.dims().to_vec(),
-        t.flatten_all()?.to_vec1::<f32>()?,
-    ))
-}
 
 /// Runs the network over both splits and collects the probed layers' activations.
 /// A diverged checkpoint gives a file with no tensors and a `diverged` metadata entry.
-pub fn extract(ckpt: &Checkpoint, data: &Dataset, device: &Device) -> Result<TensorFile> {
-    let net = Network::from_weights(&ckpt.shape, &ckpt.weights, device)?;
+pub fn extract(ckpt: &Checkpoint, data: &Dataset) -> Result<TensorFile> {
+    let net = Fc::from_weights(&ckpt.shape, &ckpt.weights)?;
     let layers = ckpt.shape.probed_layers();
     let mut f = TensorFile::default();
     let splits = match &ckpt.diverged {
@@ -34,12 +25,19 @@ pub fn extract(ckpt: &Checkpoint, data: &Dataset, device: &Device) -> Result<Ten
         None => vec![("train", &data.train), ("val", &data.val)],
     };
     for (name, split) in splits {
-        let x = Tensor::from_slice(&split.inputs, (split.len(), INPUT_DIM), device)?;
-        let out = net.forward(&x)?;
-        for (layer, h) in layers.iter().zip(&out.hidden) {
-            f.insert(format!("{name}.{layer}"), host(h)?);
+        let out = net.forward(&split.inputs);
+        let rows = split.len();
+        for ((layer, h), &(_, width)) in layers.iter().zip(out.hidden).zip(&net.dims) {
+            f.insert(
+                format!("{name}.{layer}"),
+                NamedTensor::f32(vec![rows, width], h),
+            );
         }
-        f.insert(format!("{name}.logits"), host(&out.logits)?);
+        let classes = net.dims.last().map(|d| d.1).unwrap_or(0);
+        f.insert(
+            format!("{name}.logits"),
+            NamedTensor::f32(vec![rows, classes], out.logits),
+        );
     }
     f.metadata
         .insert("layers".into(), serde_json::to_string(&layers)?);

@@ -14,7 +14,7 @@ pub fn entropy_bits(labels: &[i64], classes: usize) -> f64 {
         .filter(|&&c| c > 0)
         .map(|&c| {
             let p = c as f64 / n;
-            -p * p.log2()
+            -p * crate::math::ln(p) / std::f64::consts::LN_2
         })
         .sum()
 }

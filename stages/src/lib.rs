@@ -1,5 +1,5 @@
 //! The science of uinfo: the checkerboard task, networks, training, representation extraction,
-//! decoders that measure usable information, and the analysis tables.
+//! decoders that measure usable information, the analysis tables and the claims judged on them.
 //!
 //! Every stage is a plain function from typed inputs and parameters to typed outputs. This crate
 //! knows nothing about caching, digests or the DAG; `pipeline` calls it.
@@ -7,15 +7,23 @@
 pub mod analysis;
 pub mod checkerboard;
 pub mod checkpoint;
+pub mod claims;
 pub mod decoder;
 pub mod extract;
 pub mod info;
+pub mod kernels;
+pub mod math;
 pub mod network;
 pub mod probe;
 pub mod rng;
+pub mod series;
 pub mod table;
 pub mod tensors;
 pub mod train;
 
-/// The numerics domain of this build's stages: part of the cache key of stages whose bytes depend on it.
+/// The numerics domain of this build's stages (SPEC §2.2), part of the cache key of stages whose
+/// bytes depend on it: f32 on the CPU. Nothing else enters it because nothing else changes the
+/// bytes: every stage computes with [`kernels`] and [`math`], whose results do not depend on
+/// the CPU model, its vector instructions, the thread count or the C library (checked under
+/// QEMU with other CPU models by `scripts/cpu-portability.sh`).
 pub const DOMAIN: &str = "cpu-f32";

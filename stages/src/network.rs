@@ -3,11 +3,11 @@
 //!
 //! Weights are named like a PyTorch module with a `layers` list of `nn.Linear`:
 //! `layers.{i}.weight` (out × in) and `layers.{i}.bias`, the last index being the output head.
+//! The network runs in host memory on [`crate::kernels`].
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
@@ -113,82 +113,97 @@ pub fn init_weights(shape: &Shape, seed: u64) -> Weights {
     w
 }
 
-/// A network on a device, with trainable variables.
-pub struct Network {
-    /// (weight, bias) per linear layer, head last.
-    pub layers: Vec<(Var, Var)>,
+/// The `fc` network in host memory: one (weight, bias) per linear layer, head last, weights
+/// out × in row-major as in PyTorch. All its arithmetic goes through [`crate::kernels`], so its
+/// bits do not depend on the CPU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fc {
+    /// (fan_in, fan_out) per layer.
+    pub dims: Vec<(usize, usize)>,
+    /// Weights per layer, fan_out × fan_in.
+    pub weights: Vec<Vec<f32>>,
+    /// Biases per layer.
+    pub biases: Vec<Vec<f32>>,
 }
 
-/// Activations of one forward pass.
+/// Activations of one forward pass over a batch.
 pub struct Forward {
-    /// Post-ReLU activations of each hidden layer.
-    pub hidden: Vec<Tensor>,
-    /// Output logits.
-    pub logits: Tensor,
+    /// Post-ReLU activations of each hidden layer (rows × width).
+    pub hidden: Vec<Vec<f32>>,
+    /// Output logits (rows × classes).
+    pub logits: Vec<f32>,
 }
 
-impl Network {
+impl Fc {
     /// Builds the network from weights, checking every tensor is present with the right shape.
-    pub fn from_weights(shape: &Shape, w: &Weights, device: &Device) -> Result<Network> {
-        let mut layers = Vec::new();
-        for (i, (fan_in, fan_out)) in shape.layer_dims().into_iter().enumerate() {
-            let get = |name: String, expect: Vec<usize>| -> Result<Var> {
-                match w.get(&name) {
-                    Some((s, v)) if *s == expect => Ok(Var::from_tensor(&Tensor::from_slice(
-                        v,
-                        s.as_slice(),
-                        device,
-                    )?)?),
-                    Some((s, _)) => bail!("weight `{name}` has shape {s:?}, expected {expect:?}"),
-                    None => bail!("weight `{name}` is missing"),
-                }
-            };
-            layers.push((
-                get(format!("layers.{i}.weight"), vec![fan_out, fan_in])?,
-                get(format!("layers.{i}.bias"), vec![fan_out])?,
-            ));
+    pub fn from_weights(shape: &Shape, w: &Weights) -> Result<Fc> {
+        let dims = shape.layer_dims();
+        let get = |name: String, expect: Vec<usize>| -> Result<Vec<f32>> {
+            match w.get(&name) {
+                Some((s, v)) if *s == expect => Ok(v.clone()),
+                Some((s, _)) => bail!("weight `{name}` has shape {s:?}, expected {expect:?}"),
+                None => bail!("weight `{name}` is missing"),
+            }
+        };
+        let (mut weights, mut biases) = (Vec::new(), Vec::new());
+        for (i, &(fan_in, fan_out)) in dims.iter().enumerate() {
+            weights.push(get(format!("layers.{i}.weight"), vec![fan_out, fan_in])?);
+            biases.push(get(format!("layers.{i}.bias"), vec![fan_out])?);
         }
-        Ok(Network { layers })
+        Ok(Fc {
+            dims,
+            weights,
+            biases,
+        })
     }
 
-    /// All variables with their names, in a fixed order.
-    pub fn named_vars(&self) -> Vec<(String, &Var)> {
-        let mut out = Vec::new();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            out.push((format!("layers.{i}.weight"), w));
-            out.push((format!("layers.{i}.bias"), b));
-        }
-        out
-    }
-
-    /// Copies the current weights back to host memory.
-    pub fn weights(&self) -> Result<Weights> {
+    /// The parameters by PyTorch name.
+    pub fn to_weights(&self) -> Weights {
         let mut w = Weights::new();
-        for (name, var) in self.named_vars() {
-            let t = var.as_tensor();
+        for (i, &(fan_in, fan_out)) in self.dims.iter().enumerate() {
             w.insert(
-                name,
-                (t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?),
+                format!("layers.{i}.weight"),
+                (vec![fan_out, fan_in], self.weights[i].clone()),
+            );
+            w.insert(
+                format!("layers.{i}.bias"),
+                (vec![fan_out], self.biases[i].clone()),
             );
         }
-        Ok(w)
+        w
     }
 
-    /// Forward pass over a batch `x` (n × inputs).
-    pub fn forward(&self, x: &Tensor) -> Result<Forward> {
-        let mut h = x.clone();
-        let mut hidden = Vec::new();
-        let last = self.layers.len() - 1;
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            let z = h
-                .matmul(&w.as_tensor().t()?)?
-                .broadcast_add(b.as_tensor())?;
-            if i == last {
-                return Ok(Forward { hidden, logits: z });
+    /// Forward pass over `x` (rows × inputs).
+    pub fn forward(&self, x: &[f32]) -> Forward {
+        let rows = x.len() / self.dims[0].0.max(1);
+        let last = self.dims.len() - 1;
+        let mut hidden: Vec<Vec<f32>> = Vec::with_capacity(last);
+        for l in 0..=last {
+            let input = if l == 0 { x } else { &hidden[l - 1] };
+            let mut out = vec![0f32; rows * self.dims[l].1];
+            forward_layer(input, &self.weights[l], &self.biases[l], &mut out, l < last);
+            if l == last {
+                return Forward {
+                    hidden,
+                    logits: out,
+                };
             }
-            h = z.relu()?;
-            hidden.push(h.clone());
+            hidden.push(out);
         }
         unreachable!("a network has at least its head layer")
     }
+}
+
+/// One dense layer, followed by a ReLU when `relu`.
+#[inline(always)]
+fn forward_layer_body(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bool) {
+    crate::kernels::dense(x, w, b, out);
+    if relu {
+        crate::kernels::relu(out);
+    }
+}
+
+crate::kernels::simd! {
+    /// [`forward_layer_body`] for the widest vectors the CPU has (the same bits on each).
+    pub(crate) fn forward_layer(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bool) = forward_layer_body;
 }

@@ -2,7 +2,6 @@
 //! one decoder, as rows of a table.
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::checkerboard::{classes, Dataset};
@@ -24,7 +23,7 @@ pub struct ProbeParams {
 
 /// Measures every (layer, label) pair and returns one row each. For the representations of a
 /// diverged run the rows carry no measurement and `status` says where training diverged.
-pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device) -> Result<Table> {
+pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams) -> Result<Table> {
     let all = layer_names(reps)?;
     let layers: Vec<(usize, String)> = if p.layers.is_empty() {
         all.iter()
@@ -72,7 +71,7 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams, device: &Device
                 y_test: data.val.label(label)?,
                 classes: classes(label)?,
             };
-            let m = measure(&data, &p.decoder, device)
+            let m = measure(&data, &p.decoder)
                 .with_context(|| format!("decoding `{label}` from `{layer}`"))?;
             rows.epoch.push(epoch);
             rows.step.push(step);

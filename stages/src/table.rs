@@ -13,6 +13,8 @@ pub enum Values {
     F64(Vec<Option<f64>>),
     /// 64-bit integers.
     I64(Vec<i64>),
+    /// 64-bit integers with nulls (read back as [`Values::I64`] when no value is null).
+    OptI64(Vec<Option<i64>>),
     /// Strings.
     Str(Vec<String>),
     /// Booleans.
@@ -24,6 +26,7 @@ impl Values {
         match self {
             Values::F64(v) => v.len(),
             Values::I64(v) => v.len(),
+            Values::OptI64(v) => v.len(),
             Values::Str(v) => v.len(),
             Values::Bool(v) => v.len(),
         }
@@ -62,6 +65,10 @@ impl Table {
         match self.column(name)? {
             Values::F64(v) => Ok(v.iter().map(|x| x.unwrap_or(f64::NAN)).collect()),
             Values::I64(v) => Ok(v.iter().map(|&x| x as f64).collect()),
+            Values::OptI64(v) => Ok(v
+                .iter()
+                .map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN))
+                .collect()),
             _ => bail!("column `{name}` is not numeric"),
         }
     }
@@ -78,6 +85,15 @@ impl Table {
     pub fn i64(&self, name: &str) -> Result<Vec<i64>> {
         match self.column(name)? {
             Values::I64(v) => Ok(v.clone()),
+            _ => bail!("column `{name}` is not an integer column"),
+        }
+    }
+
+    /// A nullable integer column's values.
+    pub fn opt_i64(&self, name: &str) -> Result<Vec<Option<i64>>> {
+        match self.column(name)? {
+            Values::I64(v) => Ok(v.iter().copied().map(Some).collect()),
+            Values::OptI64(v) => Ok(v.clone()),
             _ => bail!("column `{name}` is not an integer column"),
         }
     }
@@ -105,6 +121,7 @@ impl Table {
             cols.push(match values {
                 Values::F64(v) => Column::new(name, v),
                 Values::I64(v) => Column::new(name, v),
+                Values::OptI64(v) => Column::new(name, v),
                 Values::Str(v) => Column::new(name, v),
                 Values::Bool(v) => Column::new(name, v),
             });
@@ -127,6 +144,7 @@ impl Table {
             let s = col.as_materialized_series();
             let values = match s.dtype() {
                 DataType::Float64 => Values::F64(s.f64()?.iter().collect()),
+                DataType::Int64 if s.null_count() > 0 => Values::OptI64(s.i64()?.iter().collect()),
                 DataType::Int64 => Values::I64(s.i64()?.iter().map(|x| x.unwrap_or(0)).collect()),
                 DataType::String => Values::Str(
                     s.str()?
@@ -161,6 +179,7 @@ impl Table {
                 match (acc, v) {
                     (Values::F64(a), Values::F64(b)) => a.extend_from_slice(b),
                     (Values::I64(a), Values::I64(b)) => a.extend_from_slice(b),
+                    (Values::OptI64(a), Values::OptI64(b)) => a.extend_from_slice(b),
                     (Values::Str(a), Values::Str(b)) => a.extend_from_slice(b),
                     (Values::Bool(a), Values::Bool(b)) => a.extend_from_slice(b),
                     _ => bail!("column `{name}` changes type between tables"),
@@ -182,6 +201,7 @@ mod tests {
         t.push("n", Values::I64(vec![1, 2, 3]));
         t.push("s", Values::Str(vec!["a".into(), "b".into(), "".into()]));
         t.push("b", Values::Bool(vec![true, false, true]));
+        t.push("m", Values::OptI64(vec![Some(4), None, Some(-1)]));
         let bytes = t.to_parquet().unwrap();
         assert_eq!(bytes, t.to_parquet().unwrap());
         assert_eq!(Table::from_parquet(&bytes).unwrap(), t);

@@ -1,7 +1,6 @@
 //! A run split into segments gives bit-identical weights, optimiser state and step counter to the
 //! same run trained without interruption (SPEC §2.1).
 
-use candle_core::Device;
 use stages::checkerboard::{generate, DatasetParams};
 use stages::checkpoint::Checkpoint;
 use stages::network::{init_weights, ModelParams, Shape};
@@ -38,15 +37,14 @@ fn chained_segments_equal_one_uninterrupted_run() {
         classes: 2,
     };
     let start = Checkpoint::initial(shape.clone(), init_weights(&shape, 3), 3);
-    let dev = Device::Cpu;
-    let (whole, whole_log) = run_segment(&start, &data, &params(5), &dev).unwrap();
+    let (whole, whole_log) = run_segment(&start, &data, &params(5)).unwrap();
     let mut ckpt = start.clone();
     let mut logs = Vec::new();
     for to in [1, 3, 5] {
         // Each segment resumes from the bytes of the previous checkpoint, as the pipeline does.
         let bytes = ckpt.to_file("train", "test").to_bytes();
         let resumed = Checkpoint::from_file(&TensorFile::from_bytes(&bytes).unwrap()).unwrap();
-        let (next, log) = run_segment(&resumed, &data, &params(to), &dev).unwrap();
+        let (next, log) = run_segment(&resumed, &data, &params(to)).unwrap();
         logs.extend(log);
         ckpt = next;
     }
@@ -73,8 +71,7 @@ fn another_seed_gives_other_weights() {
     };
     let a = Checkpoint::initial(shape.clone(), init_weights(&shape, 0), 0);
     let b = Checkpoint::initial(shape.clone(), init_weights(&shape, 1), 1);
-    let dev = Device::Cpu;
-    let (a1, _) = run_segment(&a, &data, &params(1), &dev).unwrap();
-    let (b1, _) = run_segment(&b, &data, &params(1), &dev).unwrap();
+    let (a1, _) = run_segment(&a, &data, &params(1)).unwrap();
+    let (b1, _) = run_segment(&b, &data, &params(1)).unwrap();
     assert_ne!(a1.weights, b1.weights);
 }

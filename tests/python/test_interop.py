@@ -33,14 +33,19 @@ COLUMNS = {
     ],
     "summary": [
         "experiment", "config", "batch", "layer_index", "layer", "label", "decoder",
-        "peak_bits_mean", "peak_bits_lower", "peak_bits_upper", "peak_epoch_mean",
-        "final_bits_mean", "final_bits_lower", "final_bits_upper", "n_seeds",
+        "initial_bits_mean", "peak_bits_mean", "peak_bits_lower", "peak_bits_upper", "peak_epoch",
+        "final_bits_mean", "final_bits_lower", "final_bits_upper", "n_seeds", "null_bits_mean",
+        "null_bits_max",
     ],
-    "claims": ["claim", "statement", "measured", "threshold", "verdict"],
+    "claims": [
+        "claim", "statement", "verdict", "note", "condition", "config", "quantity", "comparison",
+        "outcome", "measured", "mean", "lower", "upper", "threshold", "n_seeds", "seeds_needed",
+    ],
     "training_log": [
         "run_id", "seed", "batch", "epoch", "step", "lr", "train_loss", "train_accuracy",
-        "val_loss", "val_accuracy", "seconds",
+        "val_loss", "val_accuracy",
     ],
+    "timings": ["node", "stage", "host", "started", "seconds"],
 }
 
 TRAIN_NODE = "train/batch=32,seed=0/e2-3"
@@ -92,9 +97,24 @@ def test_bits_formula(store):
 
 
 def test_claims_rows(store):
-    """The claims table has a row for each of C1, C2 and C3."""
+    """The claims table has rows for C1 to C5 with typed numbers beside the text."""
     claims = pl.read_parquet(table_path(store, "claims"))
-    assert {"C1", "C2", "C3"} <= set(claims["claim"].to_list())
+    assert set(claims["claim"].to_list()) == {"C1", "C2", "C3", "C4", "C5"}
+    assert claims.schema["mean"] == pl.Float64 and claims.schema["threshold"] == pl.Float64
+    assert claims.schema["n_seeds"] == pl.Int64 and claims.schema["seeds_needed"] == pl.Int64
+    assert set(claims["verdict"].to_list()) <= {"holds", "does not hold", "inconclusive", "not evaluated"}
+    c1 = claims.filter(pl.col("claim") == "C1")
+    assert c1.height == 2, "one C1 condition per configuration"
+    assert (c1["lower"] <= c1["mean"]).all() and (c1["mean"] <= c1["upper"]).all()
+
+
+def test_training_log_holds_no_wall_clock_time(store):
+    """Timings live in timings.parquet, outside the cached tables (SPEC §3.2)."""
+    log = pq.read_table(table_path(store, "training_log"))
+    assert not [c for c in log.column_names if "second" in c or "time" in c]
+    timings = pl.read_parquet(table_path(store, "timings"))
+    assert timings["seconds"].min() >= 0
+    assert set(timings["stage"].to_list()) >= {"dataset", "train", "probe", "analyze", "report"}
 
 
 def test_checkpoint_layout(show):

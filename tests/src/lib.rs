@@ -104,3 +104,39 @@ pub fn s3_env() -> &'static [(String, String)] {
             .collect()
     })
 }
+
+/// The user id of this process (0 when the tests run as root, as in CI).
+pub fn process_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `uinfo --store STORE ARGS...` in `cwd` as the unprivileged user `nobody` (through
+/// `setpriv`), so that permissions apply as they do for a lab member on a shared filesystem.
+/// Needs root; the caller makes the paths reachable for that user.
+pub fn uinfo_as_nobody(cwd: &Path, store: &Path, args: &[&str]) -> Output {
+    assert_eq!(process_uid(), 0, "running as another user needs root");
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(uinfo_bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("setpriv runs")
+}
+
+/// A temporary directory that other users can enter (tempfile makes them private).
+pub fn shared_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use uinfo_tests::{snapshot, stderr, tiny, uinfo};
+use uinfo_tests::{
+    process_uid, shared_tempdir, snapshot, stderr, stdout, tiny, uinfo, uinfo_as_nobody,
+};
 
 fn populated_store() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -88,4 +90,93 @@ fn unknown_experiment_and_stage_are_usage_errors() {
     let o = uinfo(dir.path(), &store, &["status", "--stage", "bogus"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!store.exists(), "a failed command created the store");
+}
+
+#[test]
+fn a_store_path_that_is_a_file_is_a_usage_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("results.txt");
+    std::fs::write(&file, "my notes").unwrap();
+    std::fs::write(dir.path().join("ok.toml"), tiny("", "")).unwrap();
+    for args in [&["status", "ok.toml"][..], &["verify"], &["run", "ok.toml"]] {
+        let o = uinfo(dir.path(), &file, args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}{err}", stdout(&o));
+        assert!(
+            err.contains("results.txt"),
+            "{args:?} names the path: {err}"
+        );
+    }
+    let o = uinfo(dir.path(), &file, &["status", "ok.toml"]);
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), b"my notes");
+}
+
+#[test]
+fn a_store_the_user_cannot_read_is_a_usage_error_not_an_empty_store() {
+    if process_uid() != 0 {
+        eprintln!("skipped: switching to an unprivileged user needs root");
+        return;
+    }
+    let (_dir, store) = populated_store();
+    let dir = shared_tempdir();
+    std::fs::write(dir.path().join("ok.toml"), tiny("", "")).unwrap();
+    // Root's store is private (0700): `nobody` cannot look inside.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let parent = store.parent().unwrap();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+    for args in [&["status", "ok.toml"][..], &["verify"]] {
+        let o = uinfo_as_nobody(dir.path(), &store, args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}{err}", stdout(&o));
+        assert!(
+            err.contains("cannot read store") && err.contains("Permission denied"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn zero_workers_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for args in [
+        &["run", "-j", "0"][..],
+        &["verify", "--recompute", "-j", "0"],
+        &["push", "-j", "0"],
+    ] {
+        let o = uinfo(dir.path(), &store, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("at least 1"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!store.exists());
+}
+
+#[test]
+fn an_unreadable_cached_result_stops_the_run_naming_the_node() {
+    let (dir, store) = populated_store();
+    let o = uinfo(dir.path(), &store, &["--json", "show", "dataset"]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let key = shown["manifest"]["key"].as_str().unwrap();
+    let path = store.join("ac").join(&key[..2]).join(format!("{key}.json"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&path, "{ truncated").unwrap();
+    let before = snapshot(&store);
+    for args in [&["run", "ok.toml"][..], &["status", "ok.toml"]] {
+        let o = uinfo(dir.path(), &store, args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}{err}", stdout(&o));
+        assert!(
+            err.contains("node dataset") && err.contains("does not parse"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert_eq!(snapshot(&store), before);
 }

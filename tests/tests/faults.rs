@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use uinfo_tests::{stderr, stdout, tiny, uinfo, uinfo_bin};
 
-/// The deterministic tables of an experiment (training_log holds wall-clock seconds).
+/// The digests of every table of an experiment (each is a function of its node's key).
 fn table_digests(store: &Path, name: &str) -> Vec<String> {
-    ["usable_info", "summary", "claims"]
+    ["usable_info", "summary", "claims", "training_log"]
         .iter()
         .map(|t| {
             blake3::hash(&std::fs::read(store.join(format!("out/{name}/{t}.parquet"))).unwrap())

@@ -117,10 +117,13 @@ fn add_remote(tmp: &Path, store: &Path, r: &Remote) {
 }
 
 /// Every file under `<store>/out/tiny`, by relative path, with its bytes.
+/// Every output file of the tiny experiment but `timings.parquet`, which records where and when
+/// each node was computed and so differs between stores by design.
 fn outputs(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let dir = store.join("out/tiny");
     let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
         .into_iter()
+        .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
         .map(|(p, _, _)| {
             let bytes = std::fs::read(&p).unwrap();
             (p.strip_prefix(&dir).unwrap().to_path_buf(), bytes)

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
-use uinfo_tests::{stderr, stdout, tiny, uinfo};
+use uinfo_tests::{
+    process_uid, shared_tempdir, snapshot, stderr, stdout, tiny, uinfo, uinfo_as_nobody,
+};
 
 fn run_ok(dir: &Path, store: &Path, file: &str) -> Value {
     let o = uinfo(dir, store, &["--json", "run", file]);
@@ -178,6 +180,43 @@ fn sampled_recomputation_finds_identical_outputs() {
     );
 }
 
+#[test]
+fn recomputation_covers_every_node_and_can_be_aimed_at_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::write(dir.path().join("tiny.toml"), tiny("", "")).unwrap();
+    let nodes = run_ok(dir.path(), &store, "tiny.toml")["nodes"]
+        .as_u64()
+        .unwrap();
+    let recompute = |extra: &[&str]| -> Vec<(String, Vec<Value>)> {
+        let mut args = vec!["--json", "verify", "--recompute"];
+        args.extend(extra);
+        let o = uinfo(dir.path(), &store, &args);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["recomputed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["node"].as_str().unwrap().to_string(),
+                    r["differing"].as_array().unwrap().clone(),
+                )
+            })
+            .collect()
+    };
+    let aimed = recompute(&["--stage", "analyze", "--stage", "report"]);
+    let names: Vec<&str> = aimed.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["analyze", "report"]);
+    let all = recompute(&["-j", "2"]);
+    assert_eq!(all.len() as u64, nodes, "every node is recomputed");
+    let differing: Vec<_> = all.iter().filter(|r| !r.1.is_empty()).collect();
+    assert!(differing.is_empty(), "{differing:?}");
+    let one_run = recompute(&["--run", "batch=256,seed=1", "--stage", "train"]);
+    assert_eq!(one_run.len(), 4, "{one_run:?}");
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     uinfo_tests::snapshot(dir)
         .into_iter()
@@ -229,13 +268,40 @@ fn a_full_disk_fails_the_node_cleanly_and_leaves_a_valid_store() {
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
 }
 
-fn process_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+#[test]
+fn gc_as_a_user_who_cannot_read_the_records_refuses_and_deletes_nothing() {
+    if process_uid() != 0 {
+        eprintln!("skipped: switching to an unprivileged user needs root");
+        return;
+    }
+    let dir = shared_tempdir();
+    let store = dir.path().join("store");
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        tiny("", "").replace("seeds = 2", "seeds = 1"),
+    )
+    .unwrap();
+    run_ok(dir.path(), &store, "tiny.toml");
+    // The store belongs to `nobody`, except that its records folder cannot be listed: as on a
+    // shared filesystem where another member's permissions hide it.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    use std::os::unix::fs::PermissionsExt;
+    let records = store.join("experiments");
+    std::fs::set_permissions(&records, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let before = snapshot(&store);
+    let o = uinfo_as_nobody(dir.path(), &store, &["gc"]);
+    std::fs::set_permissions(&records, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{}{err}", stdout(&o));
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("experiments") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&store), before, "gc deleted something");
 }

@@ -2,20 +2,22 @@
 //! parents are done. Each node is computed under a per-key lock, after re-checking the store, so
 //! early cutoff and concurrent processes on one store both fall out of the same check.
 
+mod progress;
+mod remote;
+
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use artifacts::{Manifest, Provenance, Store};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::graph::{Graph, NodeId};
 use crate::plan::{input_digests, key, Plan, State};
 use crate::runner::{compute, Inputs, VERSION};
-use crate::share::RunRemote;
+use progress::Progress;
+pub use remote::RunRemote;
 
 /// How a node ended in one execution.
 #[derive(Clone, Debug)]
@@ -124,23 +126,9 @@ pub fn execute(
             .collect();
         loop {
             while let Some(id) = ready.pop() {
-                let digests = input_digests(&graph.nodes[id], |p| manifests[p].as_ref())
+                let inputs = input_digests(&graph.nodes[id], |p| manifests[p].as_ref())
                     .expect("parents are done");
-                let parent_manifests = graph.nodes[id]
-                    .inputs
-                    .iter()
-                    .filter(|i| i.name.starts_with("log/"))
-                    .filter_map(|i| manifests[i.node].clone().map(|m| (i.name.clone(), m)))
-                    .collect();
-                job_tx
-                    .send((
-                        id,
-                        Inputs {
-                            digests,
-                            manifests: parent_manifests,
-                        },
-                    ))
-                    .expect("workers alive");
+                job_tx.send((id, inputs)).expect("workers alive");
                 in_flight += 1;
             }
             if in_flight == 0 {
@@ -219,7 +207,7 @@ fn run_node(
     remote: Option<&RunRemote>,
 ) -> Result<Finished> {
     let node = &graph.nodes[id];
-    let k = key(node, &inputs.digests);
+    let k = key(node, inputs);
     let _lock = store.lock_key(&k)?;
     let clock = Instant::now();
     let finished = |manifest, outcome, notes| Finished {
@@ -253,75 +241,11 @@ fn run_node(
         stage: node.stage.name().to_string(),
         stage_version: node.stage.version(),
         params: node.params.clone(),
-        inputs: inputs.digests.clone(),
+        inputs: inputs.clone(),
         outputs,
         provenance,
     };
     store.put_manifest(&m)?;
     notes.extend(remote.and_then(|r| r.pushed(store, &m)));
     Ok(finished(m, Outcome::Computed, notes))
-}
-
-/// Progress display: a bar on a terminal, plain lines otherwise.
-struct Progress {
-    bar: Option<ProgressBar>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(total: usize, quiet: bool) -> Progress {
-        let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} nodes [{elapsed_precise}, eta {eta}] {msg}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
-            );
-            b
-        });
-        Progress { bar, quiet }
-    }
-
-    fn finished(&self, name: &str, what: &str, seconds: f64) {
-        match &self.bar {
-            Some(b) => {
-                b.inc(1);
-                b.set_message(name.to_string());
-            }
-            None if !self.quiet => eprintln!("{what:>6} {name} ({seconds:.2} s)"),
-            None => {}
-        }
-    }
-
-    fn note(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn failed(&self, name: &str, error: &str) {
-        let line = format!("FAILED {name}: {error}");
-        match &self.bar {
-            Some(b) => {
-                b.inc(1);
-                b.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn skip(&self) {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -1,0 +1,228 @@
+//! `push` and `pull` (SPEC §2.4): send an experiment's results to a remote or fetch them from
+//! it, and find where each node's result lies.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use anyhow::Result;
+use artifacts::remote::{Progress, Remote, Transfer};
+use artifacts::{Digest, Manifest, Store};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::experiment::Experiment;
+use crate::graph::{build, Graph};
+use crate::plan::{input_digests, key, plan, State};
+
+/// What `push` or `pull` did, for printing.
+#[derive(Debug, Serialize)]
+pub struct Shared {
+    /// The remote's name.
+    pub remote: String,
+    /// What was transferred.
+    #[serde(flatten)]
+    pub transfer: Transfer,
+    /// Nodes of the experiment that neither side could provide (not computed locally for a
+    /// push; not on the remote for a pull).
+    pub unavailable: usize,
+}
+
+/// Sends an experiment's cached results (or, without one, every complete result in the store)
+/// to the remote, those it lacks.
+pub fn push(
+    exp: Option<&Experiment>,
+    store: &Store,
+    remote: &Remote,
+    progress: &dyn Progress,
+) -> Result<Shared> {
+    remote.check()?;
+    let (manifests, unavailable) = match exp {
+        Some(exp) => {
+            let graph = build(exp);
+            let p = plan(&graph, Some(store), None)?;
+            let cached: Vec<Manifest> = p
+                .states
+                .into_iter()
+                .filter_map(|s| match s {
+                    State::Cached(m) => Some(*m),
+                    State::ToRun(_) => None,
+                })
+                .collect();
+            let missing = graph.nodes.len() - cached.len();
+            (cached, missing)
+        }
+        None => {
+            let mut all = Vec::new();
+            for k in store.manifest_keys()? {
+                if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                    all.push(m);
+                }
+            }
+            (all, 0)
+        }
+    };
+    let transfer = remote.push(store, &manifests, progress)?;
+    Ok(Shared {
+        remote: remote.name().to_string(),
+        transfer,
+        unavailable,
+    })
+}
+
+/// Brings an experiment's results (or, without one, everything on the remote) into the store,
+/// those it lacks.
+pub fn pull(
+    exp: Option<&Experiment>,
+    store: &Store,
+    remote: &Remote,
+    progress: &dyn Progress,
+) -> Result<Shared> {
+    remote.check()?;
+    let (manifests, mut problems, unavailable) = match exp {
+        Some(exp) => {
+            let (found, problems) = locate(&build(exp), store, remote)?;
+            let unavailable = found.iter().filter(|f| f.is_none()).count();
+            let on_remote = found.into_iter().flatten().filter(|(_, r)| *r);
+            (on_remote.map(|(m, _)| m).collect(), problems, unavailable)
+        }
+        None => {
+            let mut keys = Vec::new();
+            for k in remote.manifest_keys()? {
+                if !store
+                    .get_manifest(&k)?
+                    .is_some_and(|m| store.is_complete(&m))
+                {
+                    keys.push(k);
+                }
+            }
+            let (manifests, problems) = remote.get_manifests(&keys)?;
+            (manifests, problems, 0)
+        }
+    };
+    let mut transfer = remote.pull(store, &manifests, progress)?;
+    problems.append(&mut transfer.problems);
+    transfer.problems = problems;
+    Ok(Shared {
+        remote: remote.name().to_string(),
+        transfer,
+        unavailable,
+    })
+}
+
+/// Where each node's result is: `Some((manifest, false))` in the store, `Some((manifest,
+/// true))` on the remote, `None` on neither. Keys depend on parents' outputs, so the DAG is
+/// walked in waves, each wave the nodes whose parents are found; the remote is asked for a
+/// whole wave at once. Also returns a line for each bad manifest on the remote.
+pub type Located = (Vec<Option<(Manifest, bool)>>, Vec<String>);
+
+/// Finds each node's result in the store or on the remote; see [`Located`].
+pub fn locate(graph: &Graph, store: &Store, remote: &Remote) -> Result<Located> {
+    let n = graph.nodes.len();
+    let mut found: Vec<Option<(Manifest, bool)>> = vec![None; n];
+    let mut tried = vec![false; n];
+    let mut problems = Vec::new();
+    loop {
+        let mut wave: Vec<(usize, Digest)> = Vec::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if tried[i] {
+                continue;
+            }
+            if let Some(inputs) = input_digests(node, |p| found[p].as_ref().map(|(m, _)| m)) {
+                tried[i] = true;
+                let k = key(node, &inputs);
+                match store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                    Some(m) => found[i] = Some((m, false)),
+                    None => wave.push((i, k)),
+                }
+            }
+        }
+        // Nodes are in topological order, so one pass finds every local chain; an empty wave
+        // means the remote cannot add anything more.
+        if wave.is_empty() {
+            break;
+        }
+        let keys: Vec<Digest> = wave.iter().map(|(_, k)| *k).collect();
+        let (manifests, mut bad) = remote.get_manifests(&keys)?;
+        problems.append(&mut bad);
+        let mut by_key: BTreeMap<Digest, Manifest> =
+            manifests.into_iter().map(|m| (m.key, m)).collect();
+        for (i, k) in wave {
+            found[i] = by_key.remove(&k).map(|m| (m, true));
+        }
+    }
+    Ok((found, problems))
+}
+
+/// Progress of a push or pull: a bar of bytes and objects on a terminal, a line per tenth of
+/// the objects otherwise.
+pub struct TransferBar {
+    verb: &'static str,
+    quiet: bool,
+    bar: OnceLock<Option<ProgressBar>>,
+    objects: AtomicU64,
+    done: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl TransferBar {
+    /// A display for `verb` ("push" or "pull"); `quiet` shows nothing.
+    pub fn new(verb: &'static str, quiet: bool) -> TransferBar {
+        TransferBar {
+            verb,
+            quiet,
+            bar: OnceLock::new(),
+            objects: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(Some(b)) = self.bar.get() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for TransferBar {
+    fn start(&self, objects: u64, bytes: u64) {
+        self.objects.store(objects, Ordering::Relaxed);
+        let bar = (!self.quiet && std::io::stderr().is_terminal() && objects > 0).then(|| {
+            let b = ProgressBar::new(bytes);
+            let template = format!(
+                "{} {{bar:30}} {{bytes}}/{{total_bytes}} {{msg}} [{{elapsed_precise}}, {{bytes_per_sec}}]",
+                self.verb
+            );
+            b.set_style(
+                ProgressStyle::with_template(&template)
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(format!("0/{objects} objects"));
+            b
+        });
+        let _ = self.bar.set(bar);
+        if !self.quiet && objects > 0 {
+            eprintln!("{}: {objects} objects, {}", self.verb, HumanBytes(bytes));
+        }
+    }
+
+    fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let sum = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.objects.load(Ordering::Relaxed).max(1);
+        match self.bar.get() {
+            Some(Some(b)) => {
+                b.inc(bytes);
+                b.set_message(format!("{done}/{total} objects"));
+            }
+            _ if !self.quiet && done * 10 / total > (done - 1) * 10 / total => {
+                eprintln!("{}: {done}/{total} objects, {}", self.verb, HumanBytes(sum));
+            }
+            _ => {}
+        }
+    }
+}

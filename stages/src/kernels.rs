@@ -1,0 +1,220 @@
+//! Dense-layer arithmetic whose bits do not depend on the CPU: every output is a sum taken in a
+//! fixed order, products and sums are separate IEEE operations (Rust never fuses them into FMA),
+//! and the vector width only decides how many independent outputs are computed at once.
+//! [`simd!`] compiles a function for AVX-512 and AVX2 beside the baseline and picks one at run
+//! time; each gives the same bits.
+
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function with the same signature)
+/// compiled for AVX-512 or AVX2 when the CPU has them, and for the baseline otherwise.
+macro_rules! simd {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the enabled feature.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports the enabled feature.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd;
+
+/// Dot product in 16 fixed partial sums (lane i takes elements i, i + 16, ...), added in lane
+/// order, then the tail: the same bits whatever the vector width.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `acc += alpha * x`, element by element.
+#[inline(always)]
+pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    for (a, v) in acc.iter_mut().zip(x) {
+        *a += alpha * v;
+    }
+}
+
+/// A dense layer on `rows` inputs `x` (rows × fan_in): `out[r][j] = b[j] + dot(x[r], w[j])`,
+/// with `w` out × in as in PyTorch's `nn.Linear`.
+#[inline(always)]
+pub fn dense(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) {
+    let (fan_out, fan_in) = (b.len(), w.len() / b.len().max(1));
+    for (row, o) in x.chunks_exact(fan_in).zip(out.chunks_exact_mut(fan_out)) {
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = b[j] + dot(row, &w[j * fan_in..(j + 1) * fan_in]);
+        }
+    }
+}
+
+/// `v = max(v, 0)` in place; NaN stays NaN (as in PyTorch), so it cannot vanish silently.
+#[inline(always)]
+pub fn relu(v: &mut [f32]) {
+    for x in v {
+        if *x < 0.0 {
+            *x = 0.0;
+        }
+    }
+}
+
+/// The gradients of a dense layer from the gradient `delta` (rows × fan_out) of its outputs and
+/// its inputs `x` (rows × fan_in): `gw[j] = Σ_r delta[r][j] x[r]` and `gb[j] = Σ_r delta[r][j]`,
+/// summed over rows in order (overwriting `gw` and `gb`).
+#[inline(always)]
+pub fn dense_grads(x: &[f32], delta: &[f32], gw: &mut [f32], gb: &mut [f32]) {
+    let (fan_out, fan_in) = (gb.len(), gw.len() / gb.len().max(1));
+    gw.iter_mut().for_each(|v| *v = 0.0);
+    gb.iter_mut().for_each(|v| *v = 0.0);
+    for (row, d) in x.chunks_exact(fan_in).zip(delta.chunks_exact(fan_out)) {
+        for (j, &dj) in d.iter().enumerate() {
+            gb[j] += dj;
+            axpy(&mut gw[j * fan_in..(j + 1) * fan_in], dj, row);
+        }
+    }
+}
+
+/// The gradient of a dense layer's inputs: `dx[r] = Σ_j delta[r][j] w[j]`, summed over outputs
+/// in order, then zeroed where the input `x` (a ReLU's output) is not positive.
+#[inline(always)]
+pub fn dense_input_grad_relu(x: &[f32], w: &[f32], delta: &[f32], fan_out: usize, dx: &mut [f32]) {
+    let fan_in = w.len() / fan_out.max(1);
+    for ((d, g), xr) in delta
+        .chunks_exact(fan_out)
+        .zip(dx.chunks_exact_mut(fan_in))
+        .zip(x.chunks_exact(fan_in))
+    {
+        g.iter_mut().for_each(|v| *v = 0.0);
+        for (j, &dj) in d.iter().enumerate() {
+            axpy(g, dj, &w[j * fan_in..(j + 1) * fan_in]);
+        }
+        for (v, &a) in g.iter_mut().zip(xr) {
+            if a <= 0.0 {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// Softmax cross-entropy of one row of logits against class `y`: turns `z` into the gradient
+/// `(softmax(z) - onehot(y)) * scale` and returns (cross-entropy in nats, whether the arg-max is
+/// `y`). The arg-max is the first largest logit.
+#[inline(always)]
+pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
+    let (mut arg, mut m) = (0, f32::NEG_INFINITY);
+    for (i, &v) in z.iter().enumerate() {
+        if v > m {
+            (arg, m) = (i, v);
+        }
+    }
+    let shifted = z[y] - m;
+    let mut sum = 0f32;
+    for v in z.iter_mut() {
+        *v = crate::math::expf(*v - m);
+        sum += *v;
+    }
+    let ce = crate::math::lnf(sum) - shifted;
+    for (i, v) in z.iter_mut().enumerate() {
+        *v = (*v / sum - f32::from(i == y)) * scale;
+    }
+    (ce, arg == y)
+}
+
+/// Mean cross-entropy (nats) and accuracy of logits (rows × classes) against labels.
+pub fn mean_xent(logits: &[f32], y: &[i64], classes: usize) -> (f64, f64) {
+    let mut z = vec![0f32; classes];
+    let (mut ce, mut correct) = (0f64, 0usize);
+    for (row, &label) in logits.chunks_exact(classes).zip(y) {
+        z.copy_from_slice(row);
+        let (c, hit) = softmax_xent(&mut z, label as usize, 0.0);
+        ce += c as f64;
+        correct += usize::from(hit);
+    }
+    let n = y.len().max(1) as f64;
+    (ce / n, correct as f64 / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_layer_and_its_gradients_match_a_naive_computation() {
+        let (rows, fan_in, fan_out) = (3, 37, 5);
+        let x: Vec<f32> = (0..rows * fan_in)
+            .map(|i| ((i * 7) % 11) as f32 * 0.1 - 0.4)
+            .collect();
+        let w: Vec<f32> = (0..fan_out * fan_in)
+            .map(|i| ((i * 5) % 13) as f32 * 0.05 - 0.3)
+            .collect();
+        let b: Vec<f32> = (0..fan_out).map(|j| j as f32 * 0.1).collect();
+        let mut out = vec![0f32; rows * fan_out];
+        dense(&x, &w, &b, &mut out);
+        for r in 0..rows {
+            for j in 0..fan_out {
+                let naive: f64 = b[j] as f64
+                    + (0..fan_in)
+                        .map(|k| x[r * fan_in + k] as f64 * w[j * fan_in + k] as f64)
+                        .sum::<f64>();
+                assert!((out[r * fan_out + j] as f64 - naive).abs() < 1e-5);
+            }
+        }
+        let delta: Vec<f32> = (0..rows * fan_out)
+            .map(|i| (i as f32 - 7.0) * 0.01)
+            .collect();
+        let (mut gw, mut gb) = (vec![1f32; fan_out * fan_in], vec![1f32; fan_out]);
+        dense_grads(&x, &delta, &mut gw, &mut gb);
+        let naive_gw: f32 = (0..rows)
+            .map(|r| delta[r * fan_out + 2] * x[r * fan_in + 3])
+            .sum();
+        assert!((gw[2 * fan_in + 3] - naive_gw).abs() < 1e-6);
+        assert!((gb[4] - (0..rows).map(|r| delta[r * fan_out + 4]).sum::<f32>()).abs() < 1e-6);
+        let mut dx = vec![0f32; rows * fan_in];
+        let positive: Vec<f32> = x.iter().map(|v| v.abs() + 0.1).collect();
+        dense_input_grad_relu(&positive, &w, &delta, fan_out, &mut dx);
+        let naive_dx: f32 = (0..fan_out)
+            .map(|j| delta[fan_out + j] * w[j * fan_in + 9])
+            .sum();
+        assert!((dx[fan_in + 9] - naive_dx).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_cross_entropy_and_its_gradient() {
+        let mut z = [1.0f32, 2.0, 0.5];
+        let (ce, hit) = softmax_xent(&mut z, 1, 1.0);
+        let lse = (1f64.exp() + 2f64.exp() + 0.5f64.exp()).ln();
+        assert!((ce as f64 - (lse - 2.0)).abs() < 1e-6 && hit);
+        assert!(
+            z.iter().sum::<f32>().abs() < 1e-6,
+            "gradient sums to 0: {z:?}"
+        );
+        assert!(z[1] < 0.0 && z[0] > 0.0);
+    }
+}
