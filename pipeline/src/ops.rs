@@ -10,8 +10,7 @@ use serde::Serialize;
 use stages::table::{Table, Values};
 
 use crate::error::UsageError;
-use crate::exec::RunRemote;
-use crate::exec::{execute, Outcome};
+use crate::exec::{execute, Outcome, RunRemote};
 use crate::experiment::Experiment;
 use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};

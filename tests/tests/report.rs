@@ -78,7 +78,10 @@ fn report_html_shows_every_figure_in_chromium() {
     // 2 configurations: one usable-information and one training figure each, and the last
     // layer with both configurations on one axis.
     assert_eq!(pngs.len(), 5, "{pngs:?}");
-    assert!(pngs.iter().any(|p| p.ends_with("compare-hidden3.png")), "{pngs:?}");
+    assert!(
+        pngs.iter().any(|p| p.ends_with("compare-hidden3.png")),
+        "{pngs:?}"
+    );
     assert_eq!(
         count,
         format!("{0}/{0}", pngs.len()),

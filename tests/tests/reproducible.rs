@@ -1,6 +1,6 @@
 //! The default experiment is reproducible: two stores computing it with one and with two
 //! workers hold byte-identical tables, and recomputing every node of one finds no difference.
-//! It runs the full default experiment three times (about 5 minutes here), so it is ignored by
+//! It runs the full default experiment three times (6 minutes here), so it is ignored by
 //! default: `cargo test --release -p uinfo-tests --test reproducible -- --ignored`.
 
 use serde_json::Value;
@@ -9,7 +9,7 @@ use uinfo_tests::{stderr, stdout, uinfo};
 const TABLES: [&str; 4] = ["usable_info", "summary", "claims", "training_log"];
 
 #[test]
-#[ignore = "runs the default experiment three times (about 5 minutes)"]
+#[ignore = "runs the default experiment three times (6 minutes)"]
 fn the_default_experiment_gives_the_same_bytes_with_one_or_two_workers() {
     let dir = tempfile::tempdir().unwrap();
     let tables = |jobs: &str| {

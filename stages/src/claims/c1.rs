@@ -1,7 +1,7 @@
 //! C1: information about the trained label at the last probed layer reaches the task's ceiling,
 //! in every configuration.
 
-use super::{Claim, Comparison, Condition, ConfigInfo, Evidence};
+use super::{Claim, Comparison, Condition, ConfigInfo, Evidence, Rule};
 use crate::series::Curve;
 
 /// Judges C1.
@@ -21,7 +21,7 @@ pub fn check(ev: &Evidence) -> Claim {
             Err(why) => return Claim::not_evaluated("C1", statement, why),
         }
     }
-    Claim::all_of("C1", statement, conditions)
+    Claim::judged("C1", statement, conditions, Rule::All)
 }
 
 /// C1's condition in one configuration: final bits of the relevant label ≥ fraction × ceiling.

@@ -1,7 +1,7 @@
 //! C2: information about the irrelevant label at the last probed layer rises early in training
 //! and is then discarded, under the noisiest SGD (highest lr / batch of the last phase).
 
-use super::{Claim, Comparison, Condition, Evidence};
+use super::{Claim, Comparison, Condition, Evidence, Rule};
 use crate::series::Curve;
 
 /// Judges C2.
@@ -23,10 +23,11 @@ pub fn check(ev: &Evidence) -> Claim {
         Err(why) => return Claim::not_evaluated("C2", statement, why),
     };
     match ev.curve(&noisiest.name, &ev.task.irrelevant) {
-        Ok(curve) => Claim::all_of(
+        Ok(curve) => Claim::judged(
             "C2",
             statement,
             transient(&ev.task.irrelevant, &noisiest.name, &curve),
+            Rule::All,
         ),
         Err(why) => Claim::not_evaluated("C2", statement, why),
     }

@@ -2,7 +2,7 @@
 //! quietest SGD (lowest lr / batch of the last phase), provided the network learned the task
 //! there (C1 holds in that configuration).
 
-use super::{c1, Claim, Comparison, Condition, Evidence, Outcome};
+use super::{c1, Claim, Comparison, Condition, Evidence, Outcome, Rule};
 use crate::series::Curve;
 
 /// Judges C3.
@@ -39,7 +39,7 @@ pub fn check(ev: &Evidence) -> Claim {
                 learned,
                 retained(&ev.task.irrelevant, &quietest.name, &curve),
             ];
-            Claim::all_of("C3", statement, conditions)
+            Claim::judged("C3", statement, conditions, Rule::All)
         }
         Err(why) => Claim::not_evaluated("C3", statement, why),
     }

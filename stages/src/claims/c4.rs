@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{seeds_note, Claim, Comparison, Condition, ConfigInfo, Evidence, Outcome, Verdict};
+use super::{Claim, Comparison, Condition, ConfigInfo, Evidence, Rule};
 
 /// The smallest change of final bits that counts as a change of the representation.
 pub const MIN_DIFFERENCE_BITS: f64 = 0.1;
@@ -63,29 +63,7 @@ pub fn check(ev: &Evidence) -> Claim {
             format!("no configuration differs from another in `{axis}` alone"),
         );
     }
-    let outcomes: Vec<Outcome> = conditions.iter().map(Condition::outcome).collect();
-    let verdict = if outcomes.contains(&Outcome::Pass) {
-        Verdict::Holds
-    } else if outcomes.iter().all(|o| *o == Outcome::Fail) {
-        Verdict::DoesNotHold
-    } else {
-        Verdict::Inconclusive
-    };
-    let note = match verdict {
-        Verdict::Inconclusive => seeds_note(
-            conditions
-                .iter()
-                .filter(|c| c.outcome() == Outcome::Undecided),
-        ),
-        _ => String::new(),
-    };
-    Claim {
-        id: "C4",
-        statement,
-        verdict,
-        note,
-        conditions,
-    }
+    Claim::judged("C4", statement, conditions, Rule::Any)
 }
 
 /// Configurations that differ only in `axis`, each as (axis value, config), in order.

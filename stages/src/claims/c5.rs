@@ -2,7 +2,7 @@
 //! transient under the noisiest SGD while coarse-label information is kept, and it is retained
 //! under the quietest SGD.
 
-use super::{c2, c3, Claim, Comparison, Condition, Evidence};
+use super::{c2, c3, Claim, Comparison, Condition, Evidence, Rule};
 
 /// Judges C5.
 pub fn check(ev: &Evidence) -> Claim {
@@ -46,5 +46,5 @@ pub fn check(ev: &Evidence) -> Claim {
         0.0,
     ));
     conditions.push(c3::retained(&ev.task.irrelevant, &quietest.name, &quiet));
-    Claim::all_of("C5", statement, conditions)
+    Claim::judged("C5", statement, conditions, Rule::All)
 }

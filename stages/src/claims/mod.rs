@@ -71,15 +71,23 @@ impl Claim {
         }
     }
 
-    /// A claim that holds when all its conditions pass.
-    fn all_of(id: &'static str, statement: String, conditions: Vec<Condition>) -> Claim {
+    /// Judges a claim on its conditions by `rule`; an inconclusive claim notes how many seeds
+    /// would decide it.
+    fn judged(
+        id: &'static str,
+        statement: String,
+        conditions: Vec<Condition>,
+        rule: Rule,
+    ) -> Claim {
         let outcomes: Vec<Outcome> = conditions.iter().map(Condition::outcome).collect();
-        let verdict = if outcomes.contains(&Outcome::Fail) {
-            Verdict::DoesNotHold
-        } else if outcomes.iter().all(|o| *o == Outcome::Pass) {
-            Verdict::Holds
-        } else {
-            Verdict::Inconclusive
+        let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
+        let (pass, fail, n) = (count(Outcome::Pass), count(Outcome::Fail), outcomes.len());
+        let verdict = match rule {
+            Rule::All if fail > 0 => Verdict::DoesNotHold,
+            Rule::All if pass == n => Verdict::Holds,
+            Rule::Any if pass > 0 => Verdict::Holds,
+            Rule::Any if fail == n => Verdict::DoesNotHold,
+            _ => Verdict::Inconclusive,
         };
         let note = if verdict == Verdict::Inconclusive {
             seeds_note(
@@ -98,6 +106,15 @@ impl Claim {
             conditions,
         }
     }
+}
+
+/// How a claim's verdict follows from the outcomes of its conditions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Holds when every condition passes; does not hold when one fails (C1, C2, C3, C5).
+    All,
+    /// Holds when one condition passes; does not hold when every one fails (C4).
+    Any,
 }
 
 /// How many seeds would decide the undecided conditions, in words.
