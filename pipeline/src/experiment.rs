@@ -3,13 +3,16 @@
 //! anything runs, and errors name the file and the key.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use stages::analysis::ParamValue;
-use stages::checkerboard::{self, DatasetParams, Encoding};
 use stages::decoder::{DecoderKind, DecoderParams};
-use stages::network::{Arch, ModelParams};
+use stages::extract::ExtractParams;
+use stages::model::{Arch, ModelParams, Shape};
+use stages::task::checkerboard::{DatasetParams, Encoding};
+use stages::task::cifar::{self, CifarParams, Variant};
+use stages::task::TaskParams;
 use stages::train::{Optimiser, Schedule};
 
 /// Bad experiment input: one message naming the file and the key.
@@ -23,7 +26,8 @@ pub struct ExperimentError {
 }
 
 /// Keys whose lists are values, not sweep axes.
-const LIST_KEYS: [&str; 5] = [
+const LIST_KEYS: [&str; 6] = [
+    "dataset.coarse",
     "train.checkpoints",
     "train.seeds",
     "probe.labels",
@@ -68,31 +72,25 @@ struct FileDoc {
     train: TrainDoc,
     #[serde(default)]
     probe: ProbeDoc,
+    #[serde(default)]
+    extract: ExtractDoc,
+    #[serde(default)]
+    claims: ClaimsDoc,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[dataset]`: the task, and its settings. The checkerboard's settings are refused for CIFAR,
+/// and the reverse, so a key that would do nothing is an error.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct DatasetDoc {
-    task: String,
-    n: usize,
-    val_fraction: f64,
-    encoding: Encoding,
-    noise: f64,
-    seed: u64,
-}
-
-impl Default for DatasetDoc {
-    fn default() -> Self {
-        let d = DatasetParams::default();
-        DatasetDoc {
-            task: "checkerboard".into(),
-            n: d.n,
-            val_fraction: d.val_fraction,
-            encoding: d.encoding,
-            noise: d.noise,
-            seed: d.seed,
-        }
-    }
+    task: Option<String>,
+    n: Option<usize>,
+    val_fraction: Option<f64>,
+    encoding: Option<Encoding>,
+    noise: Option<f64>,
+    seed: Option<u64>,
+    coarse: Option<Vec<Vec<u8>>>,
+    data: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +100,7 @@ struct ModelDoc {
     depth: usize,
     width: usize,
     init_scale: f64,
+    width_mult: f64,
 }
 
 impl Default for ModelDoc {
@@ -112,8 +111,36 @@ impl Default for ModelDoc {
             depth: m.depth,
             width: m.width,
             init_scale: m.init_scale,
+            width_mult: m.width_mult,
         }
     }
+}
+
+/// `[extract]`: which examples are extracted, and whether representations are stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExtractDoc {
+    keep: bool,
+    train_examples: usize,
+    val_examples: usize,
+}
+
+impl Default for ExtractDoc {
+    fn default() -> Self {
+        let e = ExtractParams::default();
+        ExtractDoc {
+            keep: true,
+            train_examples: e.train_examples,
+            val_examples: e.val_examples,
+        }
+    }
+}
+
+/// `[claims]`: thresholds an experiment may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ClaimsDoc {
+    c1_fraction: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +160,7 @@ enum Checkpoints {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct TrainDoc {
-    target: String,
+    target: Option<String>,
     seeds: Seeds,
     epochs: usize,
     lr: f64,
@@ -148,7 +175,7 @@ struct TrainDoc {
 impl Default for TrainDoc {
     fn default() -> Self {
         TrainDoc {
-            target: "direction".into(),
+            target: None,
             seeds: Seeds::Count(1),
             epochs: 100,
             lr: 0.05,
@@ -177,7 +204,7 @@ struct PhaseDoc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ProbeDoc {
-    labels: Vec<String>,
+    labels: Option<Vec<String>>,
     layers: Vec<String>,
     decoders: Vec<DecoderKind>,
     hidden: usize,
@@ -203,7 +230,7 @@ impl Default for ProbeDoc {
     fn default() -> Self {
         let d = DecoderParams::new(DecoderKind::Linear);
         ProbeDoc {
-            labels: vec!["color".into(), "direction".into()],
+            labels: None,
             layers: Vec::new(),
             decoders: vec![DecoderKind::Linear],
             hidden: d.hidden,
@@ -249,10 +276,14 @@ pub struct Run {
     pub params: Vec<(String, ParamValue)>,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
-    /// Dataset.
-    pub dataset: DatasetParams,
+    /// The task and its dataset's parameters.
+    pub dataset: TaskParams,
+    /// A data folder the experiment file names (`--data` and `UINFO_DATA` come first).
+    pub data_dir: Option<PathBuf>,
     /// Network.
     pub model: ModelParams,
+    /// The network's input: one example's shape.
+    pub input: Vec<usize>,
     /// Label the network learns.
     pub target: String,
     /// Phases, in order (phases of 0 epochs are dropped).
@@ -261,6 +292,12 @@ pub struct Run {
     pub checkpoints: Vec<usize>,
     /// Probing.
     pub probe: ProbeConfig,
+    /// Which examples are extracted.
+    pub extract: ExtractParams,
+    /// Whether representations are stored (false: extraction and probing are one node).
+    pub keep: bool,
+    /// C1: the fraction of the ceiling the final relevant bits must reach.
+    pub c1_fraction: f64,
     /// Which swept column names belong to the probe section (left out of training node names).
     pub probe_axes: Vec<String>,
     /// Which swept column names belong to the dataset section.
@@ -565,41 +602,43 @@ fn expand_runs(
     axes: &[Axis],
     params: Vec<(String, ParamValue)>,
 ) -> Result<Vec<Run>, String> {
-    let d = &doc.dataset;
-    if d.task != "checkerboard" {
-        return Err(format!(
-            "key `dataset.task`: unknown task {:?} (known: checkerboard)",
-            d.task
-        ));
-    }
-    positive("dataset.n", d.n as f64)?;
-    if !(d.val_fraction > 0.0 && d.val_fraction < 1.0) {
-        return Err(format!(
-            "key `dataset.val_fraction`: expected a number between 0 and 1, got {}",
-            d.val_fraction
-        ));
-    }
-    non_negative("dataset.noise", d.noise)?;
-    let dataset = DatasetParams {
-        n: d.n,
-        val_fraction: d.val_fraction,
-        encoding: d.encoding,
-        noise: d.noise,
-        seed: d.seed,
-    };
+    let dataset = task_params(&doc.dataset)?;
+    let task = dataset.task();
     let m = &doc.model;
-    positive("model.depth", m.depth as f64)?;
-    positive("model.width", m.width as f64)?;
     positive("model.init_scale", m.init_scale)?;
+    let input = task.input_shape();
+    if m.arch.convolutional() {
+        positive("model.width_mult", m.width_mult)?;
+        if input.len() != 3 {
+            return Err(format!(
+                "key `model.arch`: {} takes images, and task {} gives feature vectors (use \"fc\")",
+                m.arch.name(),
+                dataset.name()
+            ));
+        }
+    } else {
+        positive("model.depth", m.depth as f64)?;
+        positive("model.width", m.width as f64)?;
+    }
     let model = ModelParams {
         arch: m.arch,
         depth: m.depth,
         width: m.width,
         init_scale: m.init_scale,
+        width_mult: m.width_mult,
     };
     let t = &doc.train;
-    checkerboard::classes(&t.target).map_err(|e| format!("key `train.target`: {e}"))?;
-    let n_train = dataset.n_train();
+    let target = t
+        .target
+        .clone()
+        .unwrap_or_else(|| task.default_target().to_string());
+    let classes = task
+        .classes(&target)
+        .map_err(|e| format!("key `train.target`: {e}"))?;
+    let n_train = match &dataset {
+        TaskParams::Checkerboard(p) => p.n_train(),
+        _ => usize::MAX,
+    };
     let check_opt = |prefix: &str, o: &Optimiser| -> Result<(), String> {
         positive(&format!("{prefix}lr"), o.lr)?;
         positive(&format!("{prefix}batch"), o.batch as f64)?;
@@ -637,7 +676,7 @@ fn expand_runs(
         vec![Phase {
             optimiser: base,
             epochs: t.epochs,
-            target: t.target.clone(),
+            target: target.clone(),
         }]
     } else {
         let mut out = Vec::new();
@@ -650,13 +689,13 @@ fn expand_runs(
                 schedule: p.schedule.clone().unwrap_or(base.schedule.clone()),
             };
             check_opt(&format!("train.phases.{i}."), &o)?;
-            let target = p.target.clone().unwrap_or(t.target.clone());
-            let k = checkerboard::classes(&target)
+            let target = p.target.clone().unwrap_or(target.clone());
+            let k = task
+                .classes(&target)
                 .map_err(|e| format!("key `train.phases.{i}.target`: {e}"))?;
-            let first = checkerboard::classes(&t.target).unwrap_or(k);
-            if k != first {
+            if k != classes {
                 return Err(format!(
-                    "key `train.phases.{i}.target`: `{target}` has {k} classes, but the network's output has {first} (from `train.target`)"
+                    "key `train.phases.{i}.target`: `{target}` has {k} classes, but the network's output has {classes} (from `train.target`)"
                 ));
             }
             out.push(Phase {
@@ -697,13 +736,29 @@ fn expand_runs(
     checkpoints.sort_unstable();
     checkpoints.dedup();
     let p = &doc.probe;
-    if p.labels.is_empty() {
+    let labels = p
+        .labels
+        .clone()
+        .unwrap_or_else(|| task.default_probe_labels());
+    if labels.is_empty() {
         return Err("key `probe.labels`: expected at least one label".into());
     }
-    for l in &p.labels {
-        checkerboard::classes(l).map_err(|e| format!("key `probe.labels`: {e}"))?;
+    for l in &labels {
+        if let Some(d) = task.derived().iter().find(|d| d.name == l) {
+            return Err(format!(
+                "key `probe.labels`: `{l}` is derived from `{}` and `{}`: probe those and it is measured",
+                d.of, d.minus
+            ));
+        }
+        task.classes(l)
+            .map_err(|e| format!("key `probe.labels`: {e}"))?;
     }
-    let known: Vec<String> = (1..=model.depth).map(|i| format!("hidden{i}")).collect();
+    let known = Shape {
+        model: model.clone(),
+        input: input.clone(),
+        classes,
+    }
+    .probed_layers();
     for l in &p.layers {
         if !known.contains(l) {
             return Err(format!(
@@ -726,7 +781,7 @@ fn expand_runs(
         ));
     }
     let probe = |null: bool| ProbeConfig {
-        labels: p.labels.clone(),
+        labels: labels.clone(),
         layers: p.layers.clone(),
         decoders: p
             .decoders
@@ -759,6 +814,16 @@ fn expand_runs(
             "key `probe.null`: expected true, false or \"first-seed\", got {s:?}"
         )),
     };
+    let e = &doc.extract;
+    positive("extract.train_examples", e.train_examples as f64)?;
+    positive("extract.val_examples", e.val_examples as f64)?;
+    let c1_fraction = doc.claims.c1_fraction.unwrap_or(task.claims().c1_fraction);
+    if !(c1_fraction > 0.0 && c1_fraction <= 1.0) {
+        return Err(format!(
+            "key `claims.c1_fraction`: expected a number in (0, 1], got {c1_fraction}"
+        ));
+    }
+    let data_dir = doc.dataset.data.as_ref().map(PathBuf::from);
     let section_axes = |section: &str| -> Vec<String> {
         axes.iter()
             .filter(|a| a.path.first().map(String::as_str) == Some(section))
@@ -778,11 +843,19 @@ fn expand_runs(
                 params: params.clone(),
                 seed,
                 dataset: dataset.clone(),
+                data_dir: data_dir.clone(),
                 model: model.clone(),
-                target: t.target.clone(),
+                input: input.clone(),
+                target: target.clone(),
                 phases: phases.clone(),
                 checkpoints: checkpoints.clone(),
                 probe: probe(null_for(seed)?),
+                extract: ExtractParams {
+                    train_examples: e.train_examples,
+                    val_examples: e.val_examples,
+                },
+                keep: e.keep,
+                c1_fraction,
                 probe_axes: section_axes("probe"),
                 dataset_axes: section_axes("dataset"),
                 model_axes: section_axes("model"),
@@ -792,6 +865,131 @@ fn expand_runs(
             Ok(run)
         })
         .collect()
+}
+
+/// The task and its dataset's parameters from `[dataset]`.
+fn task_params(d: &DatasetDoc) -> Result<TaskParams, String> {
+    let task = d.task.as_deref().unwrap_or("checkerboard");
+    let set = |key: &str, given: bool| -> Result<(), String> {
+        if given {
+            Err(format!("key `dataset.{key}`: not a setting of task {task}"))
+        } else {
+            Ok(())
+        }
+    };
+    if task == "checkerboard" {
+        set("coarse", d.coarse.is_some())?;
+        set("data", d.data.is_some())?;
+        let p = DatasetParams::default();
+        let p = DatasetParams {
+            n: d.n.unwrap_or(p.n),
+            val_fraction: d.val_fraction.unwrap_or(p.val_fraction),
+            encoding: d.encoding.unwrap_or(p.encoding),
+            noise: d.noise.unwrap_or(p.noise),
+            seed: d.seed.unwrap_or(p.seed),
+        };
+        positive("dataset.n", p.n as f64)?;
+        if !(p.val_fraction > 0.0 && p.val_fraction < 1.0) {
+            return Err(format!(
+                "key `dataset.val_fraction`: expected a number between 0 and 1, got {}",
+                p.val_fraction
+            ));
+        }
+        non_negative("dataset.noise", p.noise)?;
+        return Ok(TaskParams::Checkerboard(p));
+    }
+    for (key, given) in [
+        ("n", d.n.is_some()),
+        ("val_fraction", d.val_fraction.is_some()),
+        ("encoding", d.encoding.is_some()),
+        ("noise", d.noise.is_some()),
+        ("seed", d.seed.is_some()),
+    ] {
+        set(key, given)?;
+    }
+    match task {
+        "cifar10" => {
+            let coarse = d.coarse.clone().unwrap_or_else(|| {
+                cifar::VEHICLES_VS_ANIMALS
+                    .iter()
+                    .map(|g| g.to_vec())
+                    .collect()
+            });
+            cifar::check_grouping(&coarse).map_err(|e| format!("key `dataset.coarse`: {e}"))?;
+            Ok(TaskParams::Cifar10(CifarParams {
+                coarse,
+                files: BTreeMap::new(),
+            }))
+        }
+        "cifar100" => {
+            set("coarse", d.coarse.is_some())?;
+            Ok(TaskParams::Cifar100(CifarParams::default()))
+        }
+        other => Err(format!(
+            "key `dataset.task`: unknown task {other:?} (known: checkerboard, cifar10, cifar100)"
+        )),
+    }
+}
+
+/// Finds the data files of every run that reads them (CIFAR), checks them, and records their
+/// digests in the runs' dataset parameters: what keys their dataset nodes. The folder is
+/// `dir` (`--data` or `UINFO_DATA`), else the one the experiment file names.
+pub fn locate_data(exp: &mut Experiment, dir: Option<&Path>) -> Result<(), ExperimentError> {
+    let err = |message: String| ExperimentError {
+        file: exp.source.clone(),
+        message,
+    };
+    let mut seen: BTreeMap<(String, PathBuf), (BTreeMap<String, String>, usize)> = BTreeMap::new();
+    let mut located = Vec::new();
+    for run in &exp.runs {
+        let variant = match &run.dataset {
+            TaskParams::Cifar10(_) => Variant::Ten,
+            TaskParams::Cifar100(_) => Variant::Hundred,
+            TaskParams::Checkerboard(_) => {
+                located.push(None);
+                continue;
+            }
+        };
+        let folder = dir
+            .map(Path::to_path_buf)
+            .or(run.data_dir.clone())
+            .ok_or_else(|| {
+                err(format!(
+                "task {} reads its data: give the folder holding {} with --data DIR or UINFO_DATA",
+                run.dataset.name(),
+                variant.expected()
+            ))
+            })?;
+        let k = (variant.title().to_string(), folder.clone());
+        if !seen.contains_key(&k) {
+            let files = cifar::read_files(variant, &folder).map_err(|e| err(format!("{e:#}")))?;
+            let train: usize = files[..files.len() - 1]
+                .iter()
+                .map(|(_, b)| b.len() / variant.record())
+                .sum();
+            seen.insert(k.clone(), (cifar::digests(&files), train));
+        }
+        let (digests, train) = &seen[&k];
+        for (i, phase) in run.phases.iter().enumerate() {
+            if phase.optimiser.batch > *train {
+                return Err(err(format!(
+                    "key `train.{}batch`: batch {} is larger than the training split ({train} images in {})",
+                    if run.phases.len() > 1 { format!("phases.{i}.") } else { String::new() },
+                    phase.optimiser.batch,
+                    folder.display()
+                )));
+            }
+        }
+        located.push(Some(digests.clone()));
+    }
+    for (run, files) in exp.runs.iter_mut().zip(located) {
+        if let (TaskParams::Cifar10(p) | TaskParams::Cifar100(p), Some(files)) =
+            (&mut run.dataset, files)
+        {
+            p.files = files;
+        }
+    }
+    Ok(())
 }
 
 fn positive(key: &str, v: f64) -> Result<(), String> {

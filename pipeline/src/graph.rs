@@ -147,11 +147,11 @@ pub fn build(exp: &Experiment) -> Graph {
         };
         let dataset = g.add(data_name, Stage::Dataset, json!(run.dataset), vec![], None);
         datasets.push(dataset);
-        let classes = stages::checkerboard::classes(&run.target).expect("validated");
+        let classes = run.dataset.task().classes(&run.target).expect("validated");
         let init_name = format!("init/{}", run.id_with(in_set(&run.model_axes), true));
         let init_params = json!({
             "model": run.model,
-            "inputs": stages::checkerboard::INPUT_DIM,
+            "input": run.input,
             "classes": classes,
             "seed": run.seed,
         });
@@ -200,30 +200,34 @@ pub fn build(exp: &Experiment) -> Graph {
             prev = seg;
         }
         for (&epoch, &ckpt) in &checkpoint_at {
-            let extract = g.add(
-                format!("extract/{train_id}/e{epoch}"),
-                Stage::Extract,
-                json!({}),
-                vec![
-                    input("checkpoint", ckpt, "checkpoint.safetensors"),
-                    input("dataset", dataset, "dataset.safetensors"),
-                ],
-                Some(&run.id),
-            );
+            let checkpoint = input("checkpoint", ckpt, "checkpoint.safetensors");
+            let data = input("dataset", dataset, "dataset.safetensors");
+            // Stored representations, or (keep = false) extraction inside each probe node.
+            let (source, extract) = if run.keep {
+                let node = g.add(
+                    format!("extract/{train_id}/e{epoch}"),
+                    Stage::Extract,
+                    json!(run.extract),
+                    vec![checkpoint, data.clone()],
+                    Some(&run.id),
+                );
+                let reps = input("representations", node, "representations.safetensors");
+                (reps, None)
+            } else {
+                (checkpoint, Some(run.extract.clone()))
+            };
             for decoder in &run.probe.decoders {
                 let params = ProbeParams {
                     layers: run.probe.layers.clone(),
                     labels: run.probe.labels.clone(),
                     decoder: decoder.clone(),
+                    extract: extract.clone(),
                 };
                 let probe = g.add(
                     format!("probe/{}/e{epoch}/{}", run.id, decoder.kind.name()),
                     Stage::Probe,
                     json!(params),
-                    vec![
-                        input("representations", extract, "representations.safetensors"),
-                        input("dataset", dataset, "dataset.safetensors"),
-                    ],
+                    vec![source.clone(), data.clone()],
                     Some(&run.id),
                 );
                 probes.push((r, probe));
@@ -246,9 +250,10 @@ pub fn build(exp: &Experiment) -> Graph {
         "probe_runs": probes.iter().map(|p| p.0).collect::<Vec<_>>(),
         "log_runs": logs.iter().map(|p| p.0).collect::<Vec<_>>(),
         "perturb_axis": exp.runs.first().and_then(|r| r.phase_axes.first()),
+        "c1_fraction": exp.runs.first().map(|r| r.c1_fraction),
     });
     let analyze = g.add("analyze".into(), Stage::Analyze, params, inputs, None);
-    let task = stages::checkerboard::task_claims();
+    let task = exp.runs[0].dataset.task().claims();
     let report_inputs = Stage::Analyze
         .outputs()
         .iter()

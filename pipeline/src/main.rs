@@ -9,10 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use pipeline::error::UsageError;
-use pipeline::exec::RunRemote;
+use pipeline::exec::{Options, RunRemote};
 use pipeline::experiment::{self, Experiment, ExperimentError};
 use pipeline::ops;
 use pipeline::remotes;
+use pipeline::runner::Context;
 use pipeline::select::Selector;
 use pipeline::stage::Stage;
 use pipeline::transfer::{self, Shared, TransferBar};
@@ -30,6 +31,10 @@ struct Cli {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+    /// The folder holding datasets that are read rather than generated (CIFAR): it contains
+    /// `cifar-10-batches-bin/` or `cifar-100-binary/`, or their `.tar.gz` archives.
+    #[arg(long, global = true, env = "UINFO_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -280,6 +285,17 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Where a run's nodes read their data: `--data` / `UINFO_DATA`, else the folder the
+/// experiment file names.
+fn context(cli: &Cli, exp: &Experiment) -> Context {
+    Context {
+        data_dir: cli
+            .data
+            .clone()
+            .or_else(|| exp.runs.iter().find_map(|r| r.data_dir.clone())),
+    }
+}
+
 /// The number of cores, the default for `-j`.
 fn cores() -> usize {
     std::thread::available_parallelism()
@@ -287,8 +303,12 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
-fn load(arg: Option<&str>) -> Result<Experiment> {
-    experiment::load(arg.unwrap_or("checkerboard")).map_err(Into::into)
+/// Reads an experiment (default: the built-in `checkerboard`) and finds the data its datasets
+/// read, so that every node's key can be computed.
+fn load(arg: Option<&str>, data: Option<&Path>) -> Result<Experiment> {
+    let mut exp = experiment::load(arg.unwrap_or("checkerboard"))?;
+    experiment::locate_data(&mut exp, data)?;
+    Ok(exp)
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -323,20 +343,19 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             push,
             select,
         } => {
-            let exp = load(experiment.as_deref())?;
+            let exp = load(experiment.as_deref(), cli.data.as_deref())?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
             let remote = connect(&store, remote.as_deref(), *push)?;
-            let jobs = jobs.unwrap_or_else(cores);
             let clock = Instant::now();
-            let s = ops::run(
-                &exp,
-                &store,
-                jobs,
-                *quiet || cli.json,
-                &selector,
-                remote.as_ref(),
-            )?;
+            let ctx = context(cli, &exp);
+            let opts = Options {
+                jobs: jobs.unwrap_or_else(cores),
+                quiet: *quiet || cli.json,
+                remote: remote.as_ref(),
+                ctx: &ctx,
+            };
+            let s = ops::run(&exp, &store, &selector, opts)?;
             if cli.json {
                 print_json(&s);
             } else {
@@ -435,7 +454,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             transfer,
         } => {
             let pushing = matches!(cli.command, Command::Push { .. });
-            let exp = experiment.as_deref().map(|e| load(Some(e))).transpose()?;
+            let exp = experiment
+                .as_deref()
+                .map(|e| load(Some(e), cli.data.as_deref()))
+                .transpose()?;
             let store = ops::open_store(&cli.store)?;
             let _in_use = store.lock_use()?;
             let remote =
@@ -460,7 +482,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             remote,
             select,
         } => {
-            let exp = load(experiment.as_deref())?;
+            let exp = load(experiment.as_deref(), cli.data.as_deref())?;
             let selector = select.selector()?;
             let store = match remote {
                 Some(_) => Some(ops::open_store(&cli.store)?),
@@ -504,7 +526,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Why { node, experiment } => {
-            let exp = load(Some(experiment))?;
+            let exp = load(Some(experiment), cli.data.as_deref())?;
             let store = ops::open_store_if_exists(&cli.store)?;
             print!("{}", ops::why(&exp, store.as_ref(), node)?);
             Ok(ExitCode::SUCCESS)
@@ -514,7 +536,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             format,
             select,
         } => {
-            let exp = load(experiment.as_deref())?;
+            let exp = experiment::load(experiment.as_deref().unwrap_or("checkerboard"))?;
             let graph = pipeline::graph::build(&exp);
             let selector = select.selector()?;
             if cli.json {
@@ -607,6 +629,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 sample: recompute.flatten(),
                 selector: select.selector()?,
                 jobs: jobs.unwrap_or_else(cores),
+                ctx: Context {
+                    data_dir: cli.data.clone(),
+                },
             };
             let r = pipeline::maintain::verify(&store, *repair, &recompute)?;
             if cli.json {

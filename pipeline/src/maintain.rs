@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::UsageError;
 use crate::graph::Node;
 use crate::record::Record;
-use crate::runner::compute;
+use crate::runner::{compute, Context};
 use crate::select::Selector;
 use crate::stage::Stage;
 
@@ -60,6 +60,8 @@ pub struct Recompute {
     pub selector: Selector,
     /// Threads.
     pub jobs: usize,
+    /// Where the data a dataset node reads are.
+    pub ctx: Context,
 }
 
 /// Re-hashes every blob, checks every manifest and the blobs it names; with `repair`,
@@ -162,7 +164,7 @@ fn recompute_nodes(
                         let Some((stage, m)) = chosen.get(i) else {
                             return done;
                         };
-                        done.push((i, recompute_one(store, *stage, m)));
+                        done.push((i, recompute_one(store, *stage, m, &r.ctx)));
                     }
                 })
             })
@@ -178,7 +180,7 @@ fn recompute_nodes(
 }
 
 /// Reruns one cached node from its manifest and lists the outputs whose digest differs.
-fn recompute_one(store: &Store, stage: Stage, m: &Manifest) -> Result<Recomputed> {
+fn recompute_one(store: &Store, stage: Stage, m: &Manifest, ctx: &Context) -> Result<Recomputed> {
     let node = Node {
         id: 0,
         name: m.provenance.node.clone(),
@@ -187,7 +189,7 @@ fn recompute_one(store: &Store, stage: Stage, m: &Manifest) -> Result<Recomputed
         inputs: Vec::new(),
         run: None,
     };
-    let files = compute(&node, &m.inputs, store)?;
+    let files = compute(&node, &m.inputs, store, ctx)?;
     let differing = m
         .outputs
         .iter()

@@ -10,7 +10,7 @@ use serde::Serialize;
 use stages::table::{Table, Values};
 
 use crate::error::UsageError;
-use crate::exec::{execute, Outcome, RunRemote};
+use crate::exec::{execute, Options, Outcome};
 use crate::experiment::Experiment;
 use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};
@@ -134,15 +134,13 @@ pub struct RunSummary {
     pub diverged: Vec<(String, String)>,
 }
 
-/// Runs an experiment: computes what is missing or stale (or fetches it from `remote`), records
-/// the run, and links the tables and report under `<store>/out/<experiment>/`.
+/// Runs an experiment: computes what is missing or stale (or fetches it from the remote),
+/// records the run, and links the tables and report under `<store>/out/<experiment>/`.
 pub fn run(
     exp: &Experiment,
     store: &Store,
-    jobs: usize,
-    quiet: bool,
     selector: &Selector,
-    remote: Option<&RunRemote>,
+    opts: Options,
 ) -> Result<RunSummary> {
     let _in_use = store.lock_use()?;
     let graph = build(exp);
@@ -153,7 +151,7 @@ pub fn run(
     let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
     // Stale nodes a selector leaves out end as "skipped" in the execution; they are not failures' fallout.
     let left_out = stale.len() - to_run.len();
-    let ex = execute(&graph, &plan, &to_run, store, jobs, quiet, remote);
+    let ex = execute(&graph, &plan, &to_run, store, opts);
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
     record.source = exp.source.clone();

@@ -2,16 +2,19 @@
 //! output files' bytes. Nothing here knows about scheduling or caching.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Context as _, Result};
 use artifacts::{Digest, Store};
 use serde::Deserialize;
 use stages::analysis::{analyze, AnalysisInput, RunInfo};
-use stages::checkerboard::{self, Dataset, DatasetParams};
 use stages::checkpoint::Checkpoint;
-use stages::network::{init_weights, ModelParams, Shape};
+use stages::data::Dataset;
+use stages::extract::{extract, ExtractParams};
+use stages::model::{self, ModelParams, Shape};
 use stages::probe::{probe, ProbeParams};
 use stages::table::{Table, Values};
+use stages::task::{Source, TaskParams};
 use stages::tensors::TensorFile;
 use stages::train::{run_segment, SegmentParams};
 
@@ -23,6 +26,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What a node reads from its parents: input name → content digest of the file it names.
 pub type Inputs = BTreeMap<String, Digest>;
+
+/// Where a node runs, beyond its key: what it needs from the machine but must not change its
+/// bytes (the data folder a dataset is read from).
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The data folder (`--data DIR` or `UINFO_DATA`, else the experiment file's).
+    pub data_dir: Option<PathBuf>,
+}
 
 fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile> {
     let d = inputs
@@ -48,7 +59,7 @@ fn dataset(store: &Store, inputs: &Inputs, name: &str) -> Result<Dataset> {
 #[derive(Deserialize)]
 struct InitParams {
     model: ModelParams,
-    inputs: usize,
+    input: Vec<usize>,
     classes: usize,
     seed: u64,
 }
@@ -60,6 +71,7 @@ struct AnalyzeParams {
     probe_runs: Vec<usize>,
     log_runs: Vec<usize>,
     perturb_axis: Option<String>,
+    c1_fraction: Option<f64>,
 }
 
 fn log_table(logs: &[stages::train::EpochLog]) -> Table {
@@ -97,13 +109,21 @@ fn log_table(logs: &[stages::train::EpochLog]) -> Table {
 }
 
 /// Computes a node's outputs (file name → bytes).
-pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<String, Vec<u8>>> {
+pub fn compute(
+    node: &Node,
+    inputs: &Inputs,
+    store: &Store,
+    ctx: &Context,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     let stage = node.stage.name();
     match node.stage {
         Stage::Dataset => {
-            let p: DatasetParams = serde_json::from_value(node.params.clone())?;
-            let mut f = checkerboard::generate(&p).to_file();
+            let p: TaskParams = serde_json::from_value(node.params.clone())?;
+            let source = Source {
+                data_dir: ctx.data_dir.as_deref(),
+            };
+            let mut f = p.task().make(&source)?.to_file();
             f.metadata.insert("stage".into(), stage.into());
             f.metadata.insert("uinfo_version".into(), VERSION.into());
             out.insert("dataset.safetensors".into(), f.to_bytes());
@@ -112,11 +132,11 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             let p: InitParams = serde_json::from_value(node.params.clone())?;
             let shape = Shape {
                 model: p.model,
-                inputs: p.inputs,
+                input: p.input,
                 classes: p.classes,
             };
-            let weights = init_weights(&shape, p.seed);
-            let ckpt = Checkpoint::initial(shape, weights, p.seed);
+            let weights = model::init(&shape, p.seed);
+            let ckpt = Checkpoint::initial(shape, weights, p.seed)?;
             out.insert(
                 "checkpoint.safetensors".into(),
                 ckpt.to_file(stage, VERSION).to_bytes(),
@@ -134,17 +154,24 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
             out.insert("log.parquet".into(), log_table(&logs).to_parquet()?);
         }
         Stage::Extract => {
+            let p: ExtractParams = serde_json::from_value(node.params.clone())?;
             let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
-            let mut f = stages::extract::extract(&ckpt, &data)?;
+            let mut f = extract(&ckpt, &data, &p)?;
             f.metadata.insert("stage".into(), stage.into());
             f.metadata.insert("uinfo_version".into(), VERSION.into());
             out.insert("representations.safetensors".into(), f.to_bytes());
         }
         Stage::Probe => {
             let p: ProbeParams = serde_json::from_value(node.params.clone())?;
-            let reps = read_tensors(store, inputs, "representations")?;
             let data = dataset(store, inputs, "dataset")?;
+            let reps = match &p.extract {
+                Some(e) => {
+                    let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
+                    extract(&ckpt, &data, e)?
+                }
+                None => read_tensors(store, inputs, "representations")?,
+            };
             out.insert(
                 "probe.parquet".into(),
                 probe(&reps, &data, &p)?.to_parquet()?,
@@ -164,10 +191,28 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 .enumerate()
                 .map(|(i, &r)| Ok((r, read_table(store, inputs, &format!("log/{i}"))?)))
                 .collect::<Result<Vec<_>>>()?;
+            // Each distinct dataset is read once: CIFAR's are large.
+            let mut by_digest: BTreeMap<Digest, (f64, stages::claims::TaskClaims)> =
+                BTreeMap::new();
             let mut ceilings = Vec::new();
+            let mut claims = None;
             for i in 0..p.runs.len() {
-                let data = dataset(store, inputs, &format!("dataset/{i}"))?;
-                ceilings.push(checkerboard::colour_ceiling_bits(&data.val, &data.params)?);
+                let name = format!("dataset/{i}");
+                let digest = *inputs
+                    .get(&name)
+                    .ok_or_else(|| anyhow!("input `{name}` is missing"))?;
+                if let std::collections::btree_map::Entry::Vacant(e) = by_digest.entry(digest) {
+                    let data = dataset(store, inputs, &name)?;
+                    let task = data.params.task();
+                    e.insert((task.ceiling_bits(&data)?, task.claims()));
+                }
+                let (ceiling, task_claims) = &by_digest[&digest];
+                ceilings.push(*ceiling);
+                claims.get_or_insert_with(|| task_claims.clone());
+            }
+            let mut task = claims.ok_or_else(|| anyhow!("the experiment has no runs"))?;
+            if let Some(f) = p.c1_fraction {
+                task.c1_fraction = f;
             }
             let a = analyze(&AnalysisInput {
                 experiment: p.experiment,
@@ -175,7 +220,7 @@ pub fn compute(node: &Node, inputs: &Inputs, store: &Store) -> Result<BTreeMap<S
                 probes,
                 logs,
                 ceiling_bits: ceilings,
-                task: checkerboard::task_claims(),
+                task,
                 perturb_axis: p.perturb_axis,
             })?;
             out.insert("usable_info.parquet".into(), a.usable_info.to_parquet()?);

@@ -80,7 +80,7 @@ fn figures(r: &ReportInput) -> Result<Vec<Rendered>> {
     if let Some(compare) = comparison(r, &decoder)? {
         out.push(compare);
     }
-    if let Some(grid) = grid(r.summary, &decoder)? {
+    if let Some(grid) = grid(r.summary, &decoder, r.irrelevant)? {
         out.push(grid);
     }
     for config in curves::configs(r.training_log)? {
@@ -94,27 +94,26 @@ fn figures(r: &ReportInput) -> Result<Vec<Rendered>> {
     Ok(out)
 }
 
-/// The last probed layer's irrelevant and relevant labels with every configuration on one axis.
+/// The irrelevant and relevant labels at each configuration's last probed layer (the
+/// penultimate layer of a convolutional network), every configuration on one axis.
 fn comparison(r: &ReportInput, decoder: &str) -> Result<Option<Rendered>> {
-    let configs = curves::configs(r.usable_info)?;
-    let per_config: Vec<(String, curves::BitsCurves)> = configs
-        .into_iter()
-        .map(|c| Ok((c.clone(), curves::bits(r.usable_info, &c, decoder)?)))
-        .collect::<Result<_>>()?;
-    let Some(last) = per_config
-        .iter()
-        .flat_map(|(_, b)| b.keys())
-        .max_by_key(|k| k.0)
-        .cloned()
-    else {
-        return Ok(None);
-    };
+    let mut layers: Vec<String> = Vec::new();
+    let mut per_config = Vec::new();
+    for c in curves::configs(r.usable_info)? {
+        let bits = curves::bits(r.usable_info, &c, decoder)?;
+        if let Some((last, labels)) = bits.into_iter().max_by_key(|(k, _)| k.0) {
+            layers.push(last.1.clone());
+            per_config.push((c, last, labels));
+        }
+    }
+    layers.sort();
+    layers.dedup();
     let panels: Vec<figures::ComparisonPanel> = [r.irrelevant, r.relevant]
         .iter()
         .map(|label| {
             let lines = per_config
                 .iter()
-                .filter_map(|(c, b)| Some((c.clone(), b.get(&last)?.get(*label)?.clone())))
+                .filter_map(|(c, _, labels)| Some((c.clone(), labels.get(*label)?.clone())))
                 .collect::<Vec<_>>();
             (label.to_string(), lines)
         })
@@ -123,22 +122,26 @@ fn comparison(r: &ReportInput, decoder: &str) -> Result<Option<Rendered>> {
     if panels.is_empty() {
         return Ok(None);
     }
-    let null = curves::null_bands(r.usable_info, None, decoder)?
-        .get(&last)
-        .copied();
+    let bands = curves::null_bands(r.usable_info, None, decoder)?;
+    let null = per_config
+        .iter()
+        .filter_map(|(_, last, _)| bands.get(last).copied())
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let place = layers.join(" / ");
     Ok(Some(Rendered {
-        stem: format!("compare-{}", slug(&last.1)),
-        caption: format!("{}: {} beside {} bits vs epoch, every configuration on one axis (mean over seeds with 95% band; grey: the shuffled-label null)", last.1, r.irrelevant, r.relevant),
+        stem: format!("compare-{}", slug(&layers.join("-"))),
+        caption: format!("{place}: {} beside {} bits vs epoch, every configuration on one axis (mean over seeds with 95% band; grey: the shuffled-label null)", r.irrelevant, r.relevant),
         figure: figures::comparison(
-            &format!("{}: every configuration ({decoder} decoder)", last.1),
+            &format!("{place}: every configuration ({decoder} decoder)"),
             &panels,
             null,
         )?,
     }))
 }
 
-/// The lr × batch grid of final colour bits at the last hidden layer, when both are swept.
-fn grid(summary: &Table, decoder: &str) -> Result<Option<Rendered>> {
+/// The lr × batch grid of the irrelevant label's final bits at the last probed layer, when both
+/// are swept.
+fn grid(summary: &Table, decoder: &str, irrelevant: &str) -> Result<Option<Rendered>> {
     let (Ok(lr), Ok(batch)) = (summary.column("lr"), summary.column("batch")) else {
         return Ok(None);
     };
@@ -160,7 +163,7 @@ fn grid(summary: &Table, decoder: &str) -> Result<Option<Rendered>> {
     batches.dedup();
     let mut values = vec![vec![None; batches.len()]; lrs.len()];
     for i in 0..summary.rows() {
-        if li[i] == last && label[i] == "color" && dec[i] == decoder {
+        if li[i] == last && label[i] == irrelevant && dec[i] == decoder {
             if let (Some(r), Some(c)) = (
                 lrs.iter().position(|x| Some(*x) == lr[i]),
                 batches.iter().position(|x| *x == batch[i]),
@@ -171,11 +174,12 @@ fn grid(summary: &Table, decoder: &str) -> Result<Option<Rendered>> {
     }
     let rows: Vec<String> = lrs.iter().map(|x| x.to_string()).collect();
     let cols: Vec<String> = batches.iter().map(|x| x.to_string()).collect();
+    let title = format!("final {irrelevant} bits, last probed layer");
     Ok(Some(Rendered {
-        stem: "grid-final-colour".into(),
-        caption: format!("final colour information (bits) at hidden layer {last}, mean over seeds, by learning rate and batch size"),
+        stem: format!("grid-final-{}", slug(irrelevant)),
+        caption: format!("final {irrelevant} information (bits) at probed layer {last}, mean over seeds, by learning rate and batch size"),
         figure: figures::heat_map(&figures::Grid {
-            title: "final colour bits, last hidden layer",
+            title: &title,
             row_name: "learning rate",
             rows,
             col_name: "batch size",

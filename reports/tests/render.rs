@@ -141,7 +141,7 @@ fn report_files_are_complete_and_figures_decode() {
         "figures/bits-batch=32.png",
         "figures/bits-batch=32.svg",
         "figures/bits-batch=1024.png",
-        "figures/grid-final-colour.png",
+        "figures/grid-final-color.png",
         "figures/compare-hidden2.png",
         "figures/compare-hidden2.svg",
         "figures/training-batch=32.svg",

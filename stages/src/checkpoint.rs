@@ -1,13 +1,14 @@
 //! Checkpoints: weights, optimiser state (momentum buffers), epoch, step counter and the seed from
 //! which every epoch's shuffling RNG is derived, in one safetensors file.
 //!
-//! Tensor names: `layers.{i}.weight|bias` (PyTorch `nn.Linear` layout, out × in),
-//! `momentum.layers.{i}.weight|bias` (SGD momentum buffers), `step` and `epoch` (i64, one element)
+//! Tensor names: the model's parameters and buffers under their PyTorch names (e.g. `fc`'s
+//! `layers.{i}.weight|bias`, `nn.Linear` layout out × in; batch norm's `running_mean` and
+//! `running_var`), `momentum.<parameter>` (SGD momentum buffers), `step` and `epoch` (i64, one element)
 //! and `rng.seed` (i64, one element). Metadata: `shape` (JSON), `stage`, `uinfo_version`, `rng`.
 
 use anyhow::{Context, Result};
 
-use crate::network::{Shape, Weights};
+use crate::model::{Shape, Weights};
 use crate::tensors::{NamedTensor, TensorFile};
 
 /// A snapshot of training from which training can resume exactly.
@@ -34,10 +35,11 @@ pub struct Checkpoint {
 const RNG_DOC: &str = "xoshiro256++; epoch e shuffles with Rng::derive(rng.seed, \"shuffle\", e)";
 
 impl Checkpoint {
-    /// A checkpoint at epoch 0 with zero momentum.
-    pub fn initial(shape: Shape, weights: Weights, seed: u64) -> Checkpoint {
-        let momentum = zeros_like(&weights);
-        Checkpoint {
+    /// A checkpoint at epoch 0 with zero momentum for every parameter; an error when the
+    /// weights do not fit the shape.
+    pub fn initial(shape: Shape, weights: Weights, seed: u64) -> Result<Checkpoint> {
+        let (_, momentum) = crate::model::load(&shape, &weights, &Weights::new())?.state();
+        Ok(Checkpoint {
             shape,
             weights,
             momentum,
@@ -45,7 +47,7 @@ impl Checkpoint {
             step: 0,
             seed,
             diverged: None,
-        }
+        })
     }
 
     /// The checkpoint as a safetensors file, with `stage` and `version` in its metadata.
@@ -92,8 +94,8 @@ impl Checkpoint {
                     param.to_string(),
                     (t.shape.clone(), t.as_f32(name)?.to_vec()),
                 );
-            } else if name.starts_with("layers.") {
-                weights.insert(name.clone(), (t.shape.clone(), t.as_f32(name)?.to_vec()));
+            } else if let Ok(values) = t.as_f32(name) {
+                weights.insert(name.clone(), (t.shape.clone(), values.to_vec()));
             }
         }
         let scalar = |n: &str| -> Result<i64> { Ok(f.i64(n)?.first().copied().unwrap_or(0)) };
@@ -107,11 +109,4 @@ impl Checkpoint {
             diverged: f.metadata.get("diverged").cloned(),
         })
     }
-}
-
-/// Zero tensors of the same names and shapes.
-pub fn zeros_like(w: &Weights) -> Weights {
-    w.iter()
-        .map(|(k, (s, v))| (k.clone(), (s.clone(), vec![0.0; v.len()])))
-        .collect()
 }

@@ -324,7 +324,7 @@ impl Adam {
 
 /// A uniform ±1/√fan_in initialised linear layer (weight fan_out × fan_in, then bias).
 fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f32>) {
-    crate::network::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
+    crate::model::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
 }
 
 /// Softmax regression: one pass over the features per Adam step, no allocation in the loop.

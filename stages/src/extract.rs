@@ -1,20 +1,41 @@
-//! Representation extraction: the activations of every probed layer, and the logits, for every
-//! example of each split.
+//! Representation extraction: the activations of every probed layer (globally average-pooled
+//! for convolutional networks), and the logits, for fixed subsets of each split, in eval mode and
+//! in mini-batches.
 //!
 //! File layout: `{train,val}.{layer}` (n × width, f32) for each probed layer, `{train,val}.logits`
 //! (n × classes); metadata `layers` (JSON list of names, index order), `epoch`, `step`.
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::checkerboard::Dataset;
 use crate::checkpoint::Checkpoint;
-use crate::network::Fc;
+use crate::data::{Batcher, Dataset};
+use crate::model;
 use crate::tensors::{NamedTensor, TensorFile};
+use crate::train::eval_batches;
 
-/// Runs the network over both splits and collects the probed layers' activations.
+/// Which examples are extracted: the first ones of each split, the same at every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractParams {
+    /// Examples of the training split (the decoders' fitting and early-stopping slices).
+    pub train_examples: usize,
+    /// Examples of the validation split (the decoders' test slice).
+    pub val_examples: usize,
+}
+
+impl Default for ExtractParams {
+    fn default() -> Self {
+        ExtractParams {
+            train_examples: 10_000,
+            val_examples: 10_000,
+        }
+    }
+}
+
+/// Runs the network over both splits' subsets and collects the probed layers' activations.
 /// A diverged checkpoint gives a file with no tensors and a `diverged` metadata entry.
-pub fn extract(ckpt: &Checkpoint, data: &Dataset) -> Result<TensorFile> {
-    let net = Fc::from_weights(&ckpt.shape, &ckpt.weights)?;
+pub fn extract(ckpt: &Checkpoint, data: &Dataset, p: &ExtractParams) -> Result<TensorFile> {
     let layers = ckpt.shape.probed_layers();
     let mut f = TensorFile::default();
     let splits = match &ckpt.diverged {
@@ -22,22 +43,39 @@ pub fn extract(ckpt: &Checkpoint, data: &Dataset) -> Result<TensorFile> {
             f.metadata.insert("diverged".into(), d.clone());
             Vec::new()
         }
-        None => vec![("train", &data.train), ("val", &data.val)],
+        None => vec![
+            ("train", data.train.head(p.train_examples)),
+            ("val", data.val.head(p.val_examples)),
+        ],
     };
-    for (name, split) in splits {
-        let out = net.forward(&split.inputs);
-        let rows = split.len();
-        for ((layer, h), &(_, width)) in layers.iter().zip(out.hidden).zip(&net.dims) {
+    if !splits.is_empty() {
+        let model = model::load(&ckpt.shape, &ckpt.weights, &ckpt.momentum)?;
+        for (name, split) in splits {
+            let rows = split.len();
+            let mut features: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
+            let mut logits = Vec::new();
+            eval_batches(
+                model.as_ref(),
+                &Batcher::new(&split, data.norm.as_ref()),
+                |_, out| {
+                    for (all, batch) in features.iter_mut().zip(out.features) {
+                        all.extend(batch);
+                    }
+                    logits.extend(out.logits);
+                },
+            );
+            for (layer, values) in layers.iter().zip(features) {
+                let width = values.len() / rows.max(1);
+                f.insert(
+                    format!("{name}.{layer}"),
+                    NamedTensor::f32(vec![rows, width], values),
+                );
+            }
             f.insert(
-                format!("{name}.{layer}"),
-                NamedTensor::f32(vec![rows, width], h),
+                format!("{name}.logits"),
+                NamedTensor::f32(vec![rows, ckpt.shape.classes], logits),
             );
         }
-        let classes = net.dims.last().map(|d| d.1).unwrap_or(0);
-        f.insert(
-            format!("{name}.logits"),
-            NamedTensor::f32(vec![rows, classes], out.logits),
-        );
     }
     f.metadata
         .insert("layers".into(), serde_json::to_string(&layers)?);

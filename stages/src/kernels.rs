@@ -102,23 +102,25 @@ pub fn dense_grads(x: &[f32], delta: &[f32], gw: &mut [f32], gb: &mut [f32]) {
 }
 
 /// The gradient of a dense layer's inputs: `dx[r] = Σ_j delta[r][j] w[j]`, summed over outputs
-/// in order, then zeroed where the input `x` (a ReLU's output) is not positive.
+/// in order.
 #[inline(always)]
-pub fn dense_input_grad_relu(x: &[f32], w: &[f32], delta: &[f32], fan_out: usize, dx: &mut [f32]) {
+pub fn dense_input_grad(w: &[f32], delta: &[f32], fan_out: usize, dx: &mut [f32]) {
     let fan_in = w.len() / fan_out.max(1);
-    for ((d, g), xr) in delta
-        .chunks_exact(fan_out)
-        .zip(dx.chunks_exact_mut(fan_in))
-        .zip(x.chunks_exact(fan_in))
-    {
+    for (d, g) in delta.chunks_exact(fan_out).zip(dx.chunks_exact_mut(fan_in)) {
         g.iter_mut().for_each(|v| *v = 0.0);
         for (j, &dj) in d.iter().enumerate() {
             axpy(g, dj, &w[j * fan_in..(j + 1) * fan_in]);
         }
-        for (v, &a) in g.iter_mut().zip(xr) {
-            if a <= 0.0 {
-                *v = 0.0;
-            }
+    }
+}
+
+/// [`dense_input_grad`], then zeroed where the input `x` (a ReLU's output) is not positive.
+#[inline(always)]
+pub fn dense_input_grad_relu(x: &[f32], w: &[f32], delta: &[f32], fan_out: usize, dx: &mut [f32]) {
+    dense_input_grad(w, delta, fan_out, dx);
+    for (v, &a) in dx.iter_mut().zip(x) {
+        if a <= 0.0 {
+            *v = 0.0;
         }
     }
 }
@@ -147,8 +149,8 @@ pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
     (ce, arg == y)
 }
 
-/// Mean cross-entropy (nats) and accuracy of logits (rows × classes) against labels.
-pub fn mean_xent(logits: &[f32], y: &[i64], classes: usize) -> (f64, f64) {
+/// Summed cross-entropy (nats) and correct predictions of logits (rows × classes) against labels.
+pub fn xent_sums(logits: &[f32], y: &[i64], classes: usize) -> (f64, usize) {
     let mut z = vec![0f32; classes];
     let (mut ce, mut correct) = (0f64, 0usize);
     for (row, &label) in logits.chunks_exact(classes).zip(y) {
@@ -157,6 +159,12 @@ pub fn mean_xent(logits: &[f32], y: &[i64], classes: usize) -> (f64, f64) {
         ce += c as f64;
         correct += usize::from(hit);
     }
+    (ce, correct)
+}
+
+/// Mean cross-entropy (nats) and accuracy of logits (rows × classes) against labels.
+pub fn mean_xent(logits: &[f32], y: &[i64], classes: usize) -> (f64, f64) {
+    let (ce, correct) = xent_sums(logits, y, classes);
     let n = y.len().max(1) as f64;
     (ce / n, correct as f64 / n)
 }

@@ -1,23 +1,25 @@
-//! The science of uinfo: the checkerboard task, networks, training, representation extraction,
-//! decoders that measure usable information, the analysis tables and the claims judged on them.
+//! The science of uinfo: tasks (the checkerboard, CIFAR) and their datasets, networks (`fc`,
+//! `resnet18`, `allcnn`), training, representation extraction, decoders that measure usable
+//! information, the analysis tables and the claims judged on them.
 //!
 //! Every stage is a plain function from typed inputs and parameters to typed outputs. This crate
 //! knows nothing about caching, digests or the DAG; `pipeline` calls it.
 
 pub mod analysis;
-pub mod checkerboard;
 pub mod checkpoint;
 pub mod claims;
+pub mod data;
 pub mod decoder;
 pub mod extract;
 pub mod info;
 pub mod kernels;
 pub mod math;
-pub mod network;
+pub mod model;
 pub mod probe;
 pub mod rng;
 pub mod series;
 pub mod table;
+pub mod task;
 pub mod tensors;
 pub mod train;
 

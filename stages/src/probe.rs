@@ -4,9 +4,9 @@
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::checkerboard::{classes, Dataset};
+use crate::data::Dataset;
 use crate::decoder::{measure, DecoderParams, ProbeData};
-use crate::extract::layer_names;
+use crate::extract::{layer_names, ExtractParams};
 use crate::table::{Table, Values};
 use crate::tensors::TensorFile;
 
@@ -19,11 +19,17 @@ pub struct ProbeParams {
     pub labels: Vec<String>,
     /// The decoder.
     pub decoder: DecoderParams,
+    /// When set, the probe node extracts the representations itself from a checkpoint with these
+    /// settings and stores none (`extract.keep = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<ExtractParams>,
 }
 
-/// Measures every (layer, label) pair and returns one row each. For the representations of a
+/// Measures every (layer, label) pair and returns one row each, then a row for each label the
+/// task derives from two measured ones (bits and ceiling only). For the representations of a
 /// diverged run the rows carry no measurement and `status` says where training diverged.
 pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams) -> Result<Table> {
+    let task = data.params.task();
     let all = layer_names(reps)?;
     let layers: Vec<(usize, String)> = if p.layers.is_empty() {
         all.iter()
@@ -60,16 +66,22 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams) -> Result<Table
     }
     for (index, layer) in &layers {
         let train = reps.get(&format!("train.{layer}"))?;
-        let test = reps.f32(&format!("val.{layer}"))?;
+        let test = reps.get(&format!("val.{layer}"))?;
         let dim = *train.shape.last().unwrap_or(&0);
+        let (n_train, n_test) = (train.shape[0], test.shape[0]);
+        let first = rows.bits.len();
         for label in &p.labels {
+            let (y_train, y_test) = (data.train.label(label)?, data.val.label(label)?);
+            if y_train.len() < n_train || y_test.len() < n_test {
+                bail!("the representations have more examples than the dataset's labels");
+            }
             let data = ProbeData {
                 train: train.as_f32(layer)?,
-                test,
+                test: test.as_f32(layer)?,
                 dim,
-                y_train: data.train.label(label)?,
-                y_test: data.val.label(label)?,
-                classes: classes(label)?,
+                y_train: &y_train[..n_train],
+                y_test: &y_test[..n_test],
+                classes: task.classes(label)?,
             };
             let m = measure(&data, &p.decoder)
                 .with_context(|| format!("decoding `{label}` from `{layer}`"))?;
@@ -87,6 +99,16 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams) -> Result<Table
             rows.n_test.push(m.n_test as i64);
             rows.best_step.push(m.best_step as i64);
             rows.status.push("ok".into());
+        }
+        for derived in task.derived() {
+            let at = |label: &str| (first..rows.bits.len()).find(|&i| rows.label[i] == label);
+            if let (Some(a), Some(b)) = (at(derived.of), at(derived.minus)) {
+                let diff = |v: &[Option<f64>]| v[a].zip(v[b]).map(|(x, y)| x - y);
+                let (bits, h_y) = (diff(&rows.bits), diff(&rows.h_y));
+                rows.push_missing(epoch, step, *index, layer, derived.name, "ok");
+                *rows.bits.last_mut().expect("pushed") = bits;
+                *rows.h_y.last_mut().expect("pushed") = h_y;
+            }
         }
     }
     Ok(rows.into_table(&p.decoder))
@@ -111,7 +133,7 @@ struct Rows {
 }
 
 impl Rows {
-    /// A row without a measurement.
+    /// A row without a measurement (its numbers null).
     fn push_missing(
         &mut self,
         epoch: i64,

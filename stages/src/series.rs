@@ -173,10 +173,11 @@ impl Series {
         self.curve(key)
     }
 
-    /// The last probed layer (highest index) and its name.
-    pub fn last_layer(&self) -> Option<(i64, String)> {
+    /// The last probed layer (highest index) of a configuration, and its name.
+    pub fn last_layer(&self, config: &str) -> Option<(i64, String)> {
         self.raw
             .keys()
+            .filter(|k| k.0 == config)
             .map(|k| (k.1, k.2.clone()))
             .max_by_key(|k| k.0)
     }

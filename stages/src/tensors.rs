@@ -13,6 +13,8 @@ pub enum TensorData {
     F32(Vec<f32>),
     /// 64-bit signed integers (labels).
     I64(Vec<i64>),
+    /// Bytes (image pixels).
+    U8(Vec<u8>),
 }
 
 /// A named tensor: shape and data.
@@ -43,11 +45,29 @@ impl NamedTensor {
         }
     }
 
+    /// A byte tensor; panics only if `shape` and `data` disagree.
+    pub fn u8(shape: Vec<usize>, data: Vec<u8>) -> NamedTensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len());
+        NamedTensor {
+            shape,
+            data: TensorData::U8(data),
+        }
+    }
+
+    /// The element type's name, for messages.
+    fn dtype(&self) -> &'static str {
+        match &self.data {
+            TensorData::F32(_) => "F32",
+            TensorData::I64(_) => "I64",
+            TensorData::U8(_) => "U8",
+        }
+    }
+
     /// The float values, or an error naming the tensor.
     pub fn as_f32(&self, name: &str) -> Result<&[f32]> {
         match &self.data {
             TensorData::F32(v) => Ok(v),
-            TensorData::I64(_) => bail!("tensor `{name}` holds integers, expected floats"),
+            _ => bail!("tensor `{name}` holds {}, expected F32", self.dtype()),
         }
     }
 
@@ -55,7 +75,15 @@ impl NamedTensor {
     pub fn as_i64(&self, name: &str) -> Result<&[i64]> {
         match &self.data {
             TensorData::I64(v) => Ok(v),
-            TensorData::F32(_) => bail!("tensor `{name}` holds floats, expected integers"),
+            _ => bail!("tensor `{name}` holds {}, expected I64", self.dtype()),
+        }
+    }
+
+    /// The byte values, or an error naming the tensor.
+    pub fn as_u8(&self, name: &str) -> Result<&[u8]> {
+        match &self.data {
+            TensorData::U8(v) => Ok(v),
+            _ => bail!("tensor `{name}` holds {}, expected U8", self.dtype()),
         }
     }
 }
@@ -92,6 +120,11 @@ impl TensorFile {
         self.get(name)?.as_i64(name)
     }
 
+    /// A byte tensor's values by name.
+    pub fn u8(&self, name: &str) -> Result<&[u8]> {
+        self.get(name)?.as_u8(name)
+    }
+
     /// A metadata value by key.
     pub fn meta(&self, key: &str) -> Result<&str> {
         self.metadata
@@ -113,10 +146,12 @@ impl TensorFile {
         }
         let mut offset = 0usize;
         for (name, t) in &self.tensors {
-            let (dtype, len) = match &t.data {
-                TensorData::F32(v) => ("F32", v.len() * 4),
-                TensorData::I64(v) => ("I64", v.len() * 8),
+            let len = match &t.data {
+                TensorData::F32(v) => v.len() * 4,
+                TensorData::I64(v) => v.len() * 8,
+                TensorData::U8(v) => v.len(),
             };
+            let dtype = t.dtype();
             header.insert(
                 name.clone(),
                 serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [offset, offset + len]}),
@@ -138,12 +173,13 @@ impl TensorFile {
                 TensorData::I64(v) => v
                     .iter()
                     .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                TensorData::U8(v) => out.extend_from_slice(v),
             }
         }
         out
     }
 
-    /// Parses safetensors bytes (F32 and I64 tensors only).
+    /// Parses safetensors bytes (F32, I64 and U8 tensors only).
     pub fn from_bytes(bytes: &[u8]) -> Result<TensorFile> {
         let st =
             safetensors::SafeTensors::deserialize(bytes).context("not a valid safetensors file")?;
@@ -169,7 +205,8 @@ impl TensorFile {
                         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
                         .collect(),
                 ),
-                other => bail!("tensor `{name}` has dtype {other:?}; uinfo reads F32 and I64"),
+                safetensors::Dtype::U8 => TensorData::U8(raw.to_vec()),
+                other => bail!("tensor `{name}` has dtype {other:?}; uinfo reads F32, I64 and U8"),
             };
             tensors.insert(name, NamedTensor { shape, data });
         }
@@ -194,6 +231,7 @@ mod tests {
             ),
         );
         f.insert("y", NamedTensor::i64(vec![3], vec![0, 1, -5]));
+        f.insert("px", NamedTensor::u8(vec![1, 3], vec![0, 128, 255]));
         let bytes = f.to_bytes();
         assert_eq!(bytes, f.clone().to_bytes());
         assert_eq!(TensorFile::from_bytes(&bytes).unwrap(), f);

@@ -4,10 +4,10 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::checkerboard::Dataset;
 use crate::checkpoint::Checkpoint;
-use crate::kernels::{self, mean_xent};
-use crate::network::{Fc, Weights};
+use crate::data::{Batcher, Dataset, Inputs};
+use crate::kernels::xent_sums;
+use crate::model::{self, Forward, Model, Sgd};
 use crate::rng::Rng;
 
 /// How the learning rate changes with the epoch within a phase.
@@ -125,33 +125,39 @@ pub fn run_segment(
         );
     }
     let opt = &params.optimiser;
-    let mut net = Fc::from_weights(&start.shape, &start.weights)?;
-    let mut momentum = Momentum::of(&net, &start.momentum)?;
-    let train = &data.train;
-    let targets = train.label(&params.target)?;
+    let mut model = model::load(&start.shape, &start.weights, &start.momentum)?;
+    let train = Batcher::new(&data.train, data.norm.as_ref());
+    let val = Batcher::new(&data.val, data.norm.as_ref());
+    let targets = data.train.label(&params.target)?;
     let val_targets = data.val.label(&params.target)?;
-    let classes = net.dims.last().map(|d| d.1).unwrap_or(0);
-    let mut ws = Workspace::new(&net.dims, opt.batch);
-    let n = train.len();
+    let images = matches!(data.train.inputs, Inputs::Images { .. });
+    let n = data.train.len();
+    let mut x = vec![0f32; opt.batch * train.row_size()];
+    let mut y = vec![0usize; opt.batch];
     let mut step = start.step;
     let mut logs = Vec::new();
     for epoch in start.epoch..params.to_epoch {
         let lr = opt.lr_at(epoch, params.phase_start);
-        let settings = StepSettings {
+        let sgd = Sgd {
             lr: lr as f32,
             momentum: opt.momentum as f32,
             weight_decay: opt.weight_decay as f32,
         };
         let order = Rng::derive(start.seed, "shuffle", epoch as u64).permutation(n);
+        let mut augment = images.then(|| Rng::derive(start.seed, "augment", epoch as u64));
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for batch in order.chunks(opt.batch) {
-            ws.gather(&train.inputs, targets, batch);
-            let (loss, hits) = sgd_step(&mut net, &mut momentum, &mut ws, &settings);
+            let rows = batch.len();
+            train.gather(batch, augment.as_mut(), &mut x[..rows * train.row_size()]);
+            for (t, &i) in y.iter_mut().zip(batch) {
+                *t = targets[i] as usize;
+            }
+            let (loss, hits) = model.step(&x[..rows * train.row_size()], &y[..rows], &sgd);
             if !loss.is_finite() {
                 let d = Diverged {
                     epoch: epoch + 1,
                     step,
-                    loss: loss / batch.len() as f32,
+                    loss: loss / rows as f32,
                 };
                 return Ok(diverged_at(start, d, logs));
             }
@@ -160,7 +166,7 @@ pub fn run_segment(
             step += 1;
         }
         let (val_loss, val_accuracy) =
-            mean_xent(&net.forward(&data.val.inputs).logits, val_targets, classes);
+            evaluate(model.as_ref(), &val, val_targets, start.shape.classes);
         if !val_loss.is_finite() {
             let d = Diverged {
                 epoch: epoch + 1,
@@ -180,10 +186,11 @@ pub fn run_segment(
             val_accuracy,
         });
     }
+    let (weights, momentum) = model.state();
     let end = Checkpoint {
         shape: start.shape.clone(),
-        weights: net.to_weights(),
-        momentum: momentum.to_weights(&net),
+        weights,
+        momentum,
         epoch: params.to_epoch,
         step,
         seed: start.seed,
@@ -192,168 +199,33 @@ pub fn run_segment(
     Ok((end, logs))
 }
 
-/// The SGD settings of one step.
-struct StepSettings {
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-}
+/// Examples per eval-mode forward pass: bounds the memory of extraction and validation.
+pub const EVAL_BATCH: usize = 256;
 
-/// SGD momentum buffers per layer: (weight, bias).
-struct Momentum(Vec<(Vec<f32>, Vec<f32>)>);
-
-impl Momentum {
-    /// The buffers saved in a checkpoint (zeros where none are).
-    fn of(net: &Fc, saved: &Weights) -> Result<Momentum> {
-        let mut out = Vec::new();
-        for (i, (w, b)) in net.weights.iter().zip(&net.biases).enumerate() {
-            let get = |name: String, len: usize| -> Result<Vec<f32>> {
-                match saved.get(&name) {
-                    Some((_, v)) if v.len() == len => Ok(v.clone()),
-                    Some((s, _)) => bail!("momentum buffer `{name}` has shape {s:?}"),
-                    None => Ok(vec![0.0; len]),
-                }
-            };
-            out.push((
-                get(format!("layers.{i}.weight"), w.len())?,
-                get(format!("layers.{i}.bias"), b.len())?,
-            ));
-        }
-        Ok(Momentum(out))
-    }
-
-    /// The buffers by parameter name, shaped like the parameters.
-    fn to_weights(&self, net: &Fc) -> Weights {
-        let mut w = net.to_weights();
-        for (i, (mw, mb)) in self.0.iter().enumerate() {
-            if let Some(t) = w.get_mut(&format!("layers.{i}.weight")) {
-                t.1 = mw.clone();
-            }
-            if let Some(t) = w.get_mut(&format!("layers.{i}.bias")) {
-                t.1 = mb.clone();
-            }
-        }
-        w
+/// Runs the model in eval mode over every example of a split, `EVAL_BATCH` at a time, handing
+/// each batch's first row and its forward pass to `each`.
+pub fn eval_batches(model: &dyn Model, split: &Batcher, mut each: impl FnMut(usize, Forward)) {
+    let n = split.len();
+    let mut x = vec![0f32; EVAL_BATCH.min(n) * split.row_size()];
+    for start in (0..n).step_by(EVAL_BATCH) {
+        let rows: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
+        let x = &mut x[..rows.len() * split.row_size()];
+        split.gather(&rows, None, x);
+        each(start, model.forward(x));
     }
 }
 
-/// Buffers of one training step, allocated once per segment.
-struct Workspace {
-    /// The batch's inputs (rows × inputs) and targets.
-    x: Vec<f32>,
-    y: Vec<usize>,
-    /// Rows in the current batch.
-    rows: usize,
-    /// Each layer's outputs (post-ReLU for hidden layers, logits for the head).
-    acts: Vec<Vec<f32>>,
-    /// The loss gradient with respect to each layer's outputs.
-    deltas: Vec<Vec<f32>>,
-    /// Gradients of each layer's weight and bias.
-    grads: Vec<(Vec<f32>, Vec<f32>)>,
-}
-
-impl Workspace {
-    fn new(dims: &[(usize, usize)], batch: usize) -> Workspace {
-        Workspace {
-            x: vec![0.0; batch * dims[0].0],
-            y: vec![0; batch],
-            rows: 0,
-            acts: dims.iter().map(|d| vec![0.0; batch * d.1]).collect(),
-            deltas: dims.iter().map(|d| vec![0.0; batch * d.1]).collect(),
-            grads: dims
-                .iter()
-                .map(|&(i, o)| (vec![0.0; i * o], vec![0.0; o]))
-                .collect(),
-        }
-    }
-
-    /// Copies the examples `batch` (indices into the split) into the input buffers.
-    fn gather(&mut self, inputs: &[f32], targets: &[i64], batch: &[usize]) {
-        let dim = self.x.len() / self.y.len().max(1);
-        for (r, &i) in batch.iter().enumerate() {
-            self.x[r * dim..(r + 1) * dim].copy_from_slice(&inputs[i * dim..(i + 1) * dim]);
-            self.y[r] = targets[i] as usize;
-        }
-        self.rows = batch.len();
-    }
-}
-
-/// One SGD step on the gathered batch (PyTorch semantics: `d = g + wd * w`, `buf = m * buf + d`,
-/// `w -= lr * buf`): returns the batch's summed cross-entropy and how many it classified right.
-#[inline(always)]
-fn sgd_step_body(
-    net: &mut Fc,
-    momentum: &mut Momentum,
-    ws: &mut Workspace,
-    s: &StepSettings,
-) -> (f32, usize) {
-    let rows = ws.rows;
-    let last = net.dims.len() - 1;
-    for l in 0..=last {
-        let (before, after) = ws.acts.split_at_mut(l);
-        let input: &[f32] = match l {
-            0 => &ws.x[..rows * net.dims[0].0],
-            _ => &before[l - 1][..rows * net.dims[l - 1].1],
-        };
-        let out = &mut after[0][..rows * net.dims[l].1];
-        kernels::dense(input, &net.weights[l], &net.biases[l], out);
-        if l < last {
-            kernels::relu(out);
-        }
-    }
-    let classes = net.dims[last].1;
-    let scale = 1.0 / rows as f32;
-    let (mut loss, mut correct) = (0f32, 0usize);
-    let head = &mut ws.deltas[last][..rows * classes];
-    head.copy_from_slice(&ws.acts[last][..rows * classes]);
-    for (z, &y) in head.chunks_exact_mut(classes).zip(&ws.y) {
-        let (ce, hit) = kernels::softmax_xent(z, y, scale);
-        loss += ce;
-        correct += usize::from(hit);
-    }
-    for l in (0..=last).rev() {
-        let (fan_in, fan_out) = net.dims[l];
-        let (lower, upper) = ws.deltas.split_at_mut(l);
-        let delta = &upper[0][..rows * fan_out];
-        let input: &[f32] = match l {
-            0 => &ws.x[..rows * fan_in],
-            _ => &ws.acts[l - 1][..rows * fan_in],
-        };
-        let (gw, gb) = &mut ws.grads[l];
-        kernels::dense_grads(input, delta, gw, gb);
-        if l > 0 {
-            let dx = &mut lower[l - 1][..rows * fan_in];
-            kernels::dense_input_grad_relu(input, &net.weights[l], delta, fan_out, dx);
-        }
-    }
-    for l in 0..=last {
-        let (gw, gb) = &ws.grads[l];
-        let (mw, mb) = &mut momentum.0[l];
-        update(&mut net.weights[l], gw, mw, s);
-        update(&mut net.biases[l], gb, mb, s);
-    }
-    (loss, correct)
-}
-
-kernels::simd! {
-    /// [`sgd_step_body`] for the widest vectors the CPU has (the same bits on each).
-    fn sgd_step(net: &mut Fc, momentum: &mut Momentum, ws: &mut Workspace, s: &StepSettings) -> (f32, usize) = sgd_step_body;
-}
-
-/// PyTorch's SGD update of one parameter from its gradient.
-#[inline(always)]
-fn update(w: &mut [f32], g: &[f32], buf: &mut [f32], s: &StepSettings) {
-    for ((w, &g), b) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
-        let mut d = g;
-        if s.weight_decay != 0.0 {
-            d += s.weight_decay * *w;
-        }
-        if s.momentum != 0.0 {
-            *b = s.momentum * *b + d;
-            d = *b;
-        }
-        *w -= s.lr * d;
-    }
+/// Mean cross-entropy (nats) and accuracy of the model in eval mode on a split.
+fn evaluate(model: &dyn Model, split: &Batcher, targets: &[i64], classes: usize) -> (f64, f64) {
+    let (mut ce, mut correct) = (0f64, 0usize);
+    eval_batches(model, split, |start, out| {
+        let rows = out.logits.len() / classes.max(1);
+        let (c, hits) = xent_sums(&out.logits, &targets[start..start + rows], classes);
+        ce += c;
+        correct += hits;
+    });
+    let n = targets.len().max(1) as f64;
+    (ce / n, correct as f64 / n)
 }
 
 /// The result of a segment whose loss stopped being finite: the segment's starting weights,

@@ -140,3 +140,73 @@ pub fn shared_tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
 }
+
+/// Writes a CIFAR-10 (`hundred` false) or CIFAR-100 distribution in the official binary format
+/// under `dir`, with `train` training and `test` test images: the coarse class shows as the
+/// direction and period of stripes, the fine class as the hue, plus noise, so both are learnable.
+pub fn write_cifar(dir: &Path, hundred: bool, train: usize, test: usize, seed: u64) {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut record = |i: usize| -> Vec<u8> {
+        let (fine, coarse) = if hundred {
+            let f = (next() % 100) as usize;
+            (f, f / 5)
+        } else {
+            let f = i % 10;
+            (f, usize::from(![0, 1, 8, 9].contains(&f)))
+        };
+        let hue = [
+            (fine * 37) % 200 + 30,
+            (fine * 91) % 200 + 30,
+            (fine * 53) % 200 + 30,
+        ];
+        let period = 2 + coarse % 4;
+        let vertical = (coarse / 4) % 2 == 1;
+        let mut r: Vec<u8> = if hundred {
+            vec![coarse as u8, fine as u8]
+        } else {
+            vec![fine as u8]
+        };
+        for &h in &hue {
+            for y in 0..32 {
+                for x in 0..32 {
+                    let along = if vertical { x } else { y };
+                    let stripe = if (along / period) % 2 == 0 { 0.6 } else { 1.3 };
+                    let noise = (next() % 41) as f64 - 20.0;
+                    r.push((h as f64 * stripe + noise).clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        r
+    };
+    let (folder, files): (&str, Vec<(String, usize)>) = if hundred {
+        (
+            "cifar-100-binary",
+            vec![("train.bin".into(), train), ("test.bin".into(), test)],
+        )
+    } else {
+        let per = train / 5;
+        let mut f: Vec<(String, usize)> = (1..=5)
+            .map(|i| (format!("data_batch_{i}.bin"), per))
+            .collect();
+        f.push(("test_batch.bin".into(), test));
+        ("cifar-10-batches-bin", f)
+    };
+    let folder = dir.join(folder);
+    std::fs::create_dir_all(&folder).expect("data folder");
+    let mut i = 0;
+    for (name, n) in files {
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                i += 1;
+                record(i)
+            })
+            .collect();
+        std::fs::write(folder.join(name), bytes).expect("data file");
+    }
+}

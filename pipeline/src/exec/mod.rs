@@ -10,12 +10,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use artifacts::{Manifest, Provenance, Store};
 
 use crate::graph::{Graph, NodeId};
 use crate::plan::{input_digests, key, Plan, State};
-use crate::runner::{compute, Inputs, VERSION};
+use crate::runner::{compute, Context, Inputs, VERSION};
 use progress::Progress;
 pub use remote::RunRemote;
 
@@ -62,17 +62,34 @@ struct Finished {
 /// A finished node, or its error.
 type Done = (NodeId, Result<Finished, String>);
 
-/// Runs the given nodes (which the plan marks to run, parents first), with `jobs` workers,
-/// fetching each from `remote` instead when it has the result.
+/// How a run executes its nodes.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// Worker threads.
+    pub jobs: usize,
+    /// No per-node progress.
+    pub quiet: bool,
+    /// The remote each node's result is fetched from (and pushed to) when it has it.
+    pub remote: Option<&'a RunRemote>,
+    /// What nodes need from the machine beyond their key.
+    pub ctx: &'a Context,
+}
+
+/// Runs the given nodes (which the plan marks to run, parents first), with `opts.jobs`
+/// workers, fetching each from the remote instead when it has the result.
 pub fn execute(
     graph: &Graph,
     plan: &Plan,
     to_run: &[NodeId],
     store: &Store,
-    jobs: usize,
-    quiet: bool,
-    remote: Option<&RunRemote>,
+    opts: Options,
 ) -> Execution {
+    let Options {
+        jobs,
+        quiet,
+        remote,
+        ctx,
+    } = opts;
     let n = graph.nodes.len();
     let mut manifests: Vec<Option<Manifest>> = plan
         .states
@@ -111,7 +128,7 @@ pub fn execute(
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((id, inputs)) = job else { break };
                 let result =
-                    run_node(graph, id, &inputs, store, remote).map_err(|e| format!("{e:#}"));
+                    run_node(graph, id, &inputs, store, remote, ctx).map_err(|e| format!("{e:#}"));
                 if done_tx.send((id, result)).is_err() {
                     break;
                 }
@@ -205,6 +222,7 @@ fn run_node(
     inputs: &Inputs,
     store: &Store,
     remote: Option<&RunRemote>,
+    ctx: &Context,
 ) -> Result<Finished> {
     let node = &graph.nodes[id];
     let k = key(node, inputs);
@@ -229,7 +247,7 @@ fn run_node(
     }
     let started = SystemTime::now();
     let computing = Instant::now();
-    let files = compute(node, inputs, store).with_context(|| format!("node {}", node.name))?;
+    let files = compute(node, inputs, store, ctx).with_context(|| format!("node {}", node.name))?;
     let mut outputs = BTreeMap::new();
     for (name, bytes) in files {
         outputs.insert(name, store.put_bytes(&bytes)?);

@@ -48,21 +48,32 @@ impl Evidence {
     /// The curve of `label` in `config` at the last probed layer, read by the preferred decoder;
     /// the reason when there is none.
     pub fn curve(&self, config: &str, label: &str) -> Result<Curve, String> {
-        let (Some((layer, name)), Some(decoder)) =
-            (self.series.last_layer(), self.series.preferred_decoder())
-        else {
-            return Err("the experiment has no probe measurements".into());
+        let (Some((layer, name)), Some(decoder)) = (
+            self.series.last_layer(config),
+            self.series.preferred_decoder(),
+        ) else {
+            return Err(format!("{config} has no probe measurements"));
         };
         self.series
             .find(config, layer, label, &decoder)
             .ok_or_else(|| format!("no measurements of `{label}` at {name} in {config}"))
     }
 
-    /// Where the claims look, in words: `hidden3 (linear decoder)`.
+    /// Where the claims look, in words: `hidden3 (linear decoder)`; each network's last probed
+    /// layer when configurations differ in their networks.
     pub fn place(&self) -> String {
-        match (self.series.last_layer(), self.series.preferred_decoder()) {
-            (Some((_, layer)), Some(d)) => format!("{layer} ({d} decoder)"),
-            _ => "no probed layer".into(),
+        let mut layers: Vec<String> = self
+            .configs
+            .iter()
+            .filter_map(|c| self.series.last_layer(&c.name).map(|l| l.1))
+            .collect();
+        layers.sort();
+        layers.dedup();
+        let decoder = self.series.preferred_decoder().unwrap_or_default();
+        match layers.as_slice() {
+            [] => "no probed layer".into(),
+            [one] => format!("{one} ({decoder} decoder)"),
+            several => format!("{} ({decoder} decoder)", several.join(" / ")),
         }
     }
 

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::claims::TaskClaims;
+use crate::data::{Dataset, Inputs, Split};
 use crate::rng::Rng;
-use crate::tensors::{NamedTensor, TensorFile};
+use crate::task::{Derived, Label, Source, Task, TaskParams};
 
 /// The 14 red-square counts R, drawn uniformly.
 pub const RED_COUNTS: [u32; 14] = [
@@ -75,57 +77,6 @@ impl DatasetParams {
     }
 }
 
-/// One split: inputs (n × 4, row-major) and every label.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Split {
-    /// Inputs, n × [`INPUT_DIM`].
-    pub inputs: Vec<f32>,
-    /// Label name → class per example.
-    pub labels: BTreeMap<String, Vec<i64>>,
-}
-
-impl Split {
-    /// Number of examples.
-    pub fn len(&self) -> usize {
-        self.inputs.len() / INPUT_DIM
-    }
-
-    /// True when the split has no examples.
-    pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
-    }
-
-    /// A label's classes, or an error naming it.
-    pub fn label(&self, name: &str) -> Result<&[i64]> {
-        match self.labels.get(name) {
-            Some(v) => Ok(v),
-            None => bail!("unknown label `{name}` (known: direction, color, target, condition)"),
-        }
-    }
-}
-
-/// A generated dataset: training and validation splits.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Dataset {
-    /// Training split.
-    pub train: Split,
-    /// Validation split.
-    pub val: Split,
-    /// Parameters it was generated from.
-    pub params: DatasetParams,
-}
-
-/// Number of classes of a label.
-pub fn classes(label: &str) -> Result<usize> {
-    LABELS
-        .iter()
-        .find(|(n, _)| *n == label)
-        .map(|(_, k)| *k)
-        .ok_or_else(|| {
-            anyhow::anyhow!("unknown label `{label}` (known: direction, color, target, condition)")
-        })
-}
-
 /// Generates the dataset from its parameters.
 pub fn generate(p: &DatasetParams) -> Dataset {
     let mut rng = Rng::derive(p.seed, "checkerboard", 0);
@@ -168,22 +119,28 @@ pub fn generate(p: &DatasetParams) -> Dataset {
     }
     let n_train = p.n_train();
     let split = |range: std::ops::Range<usize>| Split {
-        inputs: inputs[range.start * INPUT_DIM..range.end * INPUT_DIM].to_vec(),
+        inputs: Inputs::Features {
+            dim: INPUT_DIM,
+            values: inputs[range.start * INPUT_DIM..range.end * INPUT_DIM].to_vec(),
+        },
         labels: labels
             .iter()
             .map(|(k, v)| (k.clone(), v[range.clone()].to_vec()))
             .collect(),
     };
-    Dataset {
-        train: split(0..n_train),
-        val: split(n_train..p.n),
-        params: p.clone(),
-    }
+    Dataset::new(
+        split(0..n_train),
+        split(n_train..p.n),
+        TaskParams::Checkerboard(p.clone()),
+    )
 }
 
 /// Posterior probability that red dominates, for each example of a split, under the generating
 /// model (uniform prior over the 14 boards, Gaussian noise): the Bayes-optimal colour read-out.
-pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
+pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Result<Vec<f64>> {
+    let Inputs::Features { values, .. } = &split.inputs else {
+        bail!("the checkerboard's inputs are feature vectors");
+    };
     let means: Vec<(f64, f64, bool)> = RED_COUNTS
         .iter()
         .map(|&r| {
@@ -200,8 +157,7 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
         })
         .collect();
     let var = (p.noise * p.noise).max(1e-12);
-    split
-        .inputs
+    Ok(values
         .chunks_exact(INPUT_DIM)
         .map(|x| {
             let logs: Vec<f64> = means
@@ -221,24 +177,13 @@ pub fn colour_posterior(split: &Split, p: &DatasetParams) -> Vec<f64> {
             }
             red / all
         })
-        .collect()
-}
-
-/// What the paper's claims are about on this task: the network learns `direction`; `color` is
-/// meaningful but irrelevant to the output; C1 asks for 0.9 of the ceiling.
-pub fn task_claims() -> crate::claims::TaskClaims {
-    crate::claims::TaskClaims {
-        relevant: "direction".into(),
-        irrelevant: "color".into(),
-        image: false,
-        c1_fraction: 0.9,
-    }
+        .collect())
 }
 
 /// The most bits any decoder can read about `color` (and so `direction`, which adds the visible
 /// target configuration) from the inputs: H(Y) − CE of the Bayes posterior, on a split.
 pub fn colour_ceiling_bits(split: &Split, p: &DatasetParams) -> Result<f64> {
-    let post = colour_posterior(split, p);
+    let post = colour_posterior(split, p)?;
     let colour = split.label("color")?;
     let ce: f64 = post
         .iter()
@@ -249,49 +194,51 @@ pub fn colour_ceiling_bits(split: &Split, p: &DatasetParams) -> Result<f64> {
     Ok(crate::info::entropy_bits(colour, 2) - ce / std::f64::consts::LN_2)
 }
 
-impl Dataset {
-    /// The dataset as a safetensors file: `{train,val}.inputs` (n × 4 f32) and
-    /// `{train,val}.<label>` (n, i64).
-    pub fn to_file(&self) -> TensorFile {
-        let mut f = TensorFile::default();
-        for (name, split) in [("train", &self.train), ("val", &self.val)] {
-            f.insert(
-                format!("{name}.inputs"),
-                NamedTensor::f32(vec![split.len(), INPUT_DIM], split.inputs.clone()),
-            );
-            for (label, ys) in &split.labels {
-                f.insert(
-                    format!("{name}.{label}"),
-                    NamedTensor::i64(vec![ys.len()], ys.clone()),
-                );
-            }
-        }
-        f.metadata.insert(
-            "params".into(),
-            serde_json::to_string(&self.params).expect("json"),
-        );
-        f
+impl Task for DatasetParams {
+    fn input_shape(&self) -> Vec<usize> {
+        vec![INPUT_DIM]
     }
 
-    /// Reads a dataset back from its safetensors file.
-    pub fn from_file(f: &TensorFile) -> Result<Dataset> {
-        let params: DatasetParams = serde_json::from_str(f.meta("params")?)?;
-        let split = |name: &str| -> Result<Split> {
-            let inputs = f.f32(&format!("{name}.inputs"))?.to_vec();
-            let mut labels = BTreeMap::new();
-            for (label, _) in LABELS {
-                labels.insert(
-                    label.to_string(),
-                    f.i64(&format!("{name}.{label}"))?.to_vec(),
-                );
-            }
-            Ok(Split { inputs, labels })
-        };
-        Ok(Dataset {
-            train: split("train")?,
-            val: split("val")?,
-            params,
-        })
+    fn labels(&self) -> Vec<Label> {
+        LABELS
+            .iter()
+            .map(|&(name, classes)| Label {
+                name: name.into(),
+                classes,
+            })
+            .collect()
+    }
+
+    fn derived(&self) -> Vec<Derived> {
+        Vec::new()
+    }
+
+    fn default_target(&self) -> &'static str {
+        "direction"
+    }
+
+    fn default_probe_labels(&self) -> Vec<String> {
+        vec!["color".into(), "direction".into()]
+    }
+
+    /// The network learns `direction`; `color` is meaningful but irrelevant to the output; C1
+    /// asks for 0.9 of the Bayes ceiling.
+    fn claims(&self) -> TaskClaims {
+        TaskClaims {
+            relevant: "direction".into(),
+            irrelevant: "color".into(),
+            image: false,
+            c1_fraction: 0.9,
+        }
+    }
+
+    /// The Bayes ceiling of `color` (and so of `direction`) on the validation split.
+    fn ceiling_bits(&self, data: &Dataset) -> Result<f64> {
+        colour_ceiling_bits(&data.val, self)
+    }
+
+    fn make(&self, _: &Source) -> Result<Dataset> {
+        Ok(generate(self))
     }
 }
 
@@ -307,8 +254,11 @@ mod tests {
         });
         assert_eq!(d.train.len(), 9000);
         assert_eq!(d.val.len(), 1000);
+        let Inputs::Features { values, .. } = &d.train.inputs else {
+            panic!("features");
+        };
         for i in 0..d.train.len() {
-            let x = &d.train.inputs[i * 4..i * 4 + 4];
+            let x = &values[i * 4..i * 4 + 4];
             let colour = d.train.labels["color"][i];
             let target = d.train.labels["target"][i];
             let direction = d.train.labels["direction"][i];
@@ -335,15 +285,16 @@ mod tests {
             n: 100,
             ..Default::default()
         });
+        let bytes = d.to_file().to_bytes();
         let back =
-            Dataset::from_file(&TensorFile::from_bytes(&d.to_file().to_bytes()).unwrap()).unwrap();
+            Dataset::from_file(&crate::tensors::TensorFile::from_bytes(&bytes).unwrap()).unwrap();
         assert_eq!(back, d);
     }
 
     #[test]
     fn ceiling_is_below_one_bit_with_noise_and_one_without() {
         let noisy = generate(&DatasetParams::default());
-        let c = colour_ceiling_bits(&noisy.val, &noisy.params).unwrap();
+        let c = colour_ceiling_bits(&noisy.val, &DatasetParams::default()).unwrap();
         assert!(c > 0.6 && c < 0.99, "{c}");
         let p0 = DatasetParams {
             noise: 0.001,
