@@ -11,7 +11,7 @@ use stages::decoder::{DecoderKind, DecoderParams};
 use stages::extract::ExtractParams;
 use stages::model::{Arch, ModelParams, Shape};
 use stages::task::checkerboard::{DatasetParams, Encoding};
-use stages::task::cifar::{self, CifarParams, Variant};
+use stages::task::cifar::{self, CifarParams};
 use stages::task::TaskParams;
 use stages::train::{Optimiser, Schedule};
 
@@ -36,7 +36,7 @@ const LIST_KEYS: [&str; 6] = [
 ];
 
 /// The built-in experiments: name, description, TOML text.
-pub const BUILTINS: [(&str, &str, &str); 4] = [
+pub const BUILTINS: [(&str, &str, &str); 6] = [
     (
         "checkerboard",
         "the default: SGD with batch 32 vs 1024 (lr 0.05, weight decay 5e-3), 3 seeds; colour information rises, then falls only with small batches",
@@ -56,6 +56,16 @@ pub const BUILTINS: [(&str, &str, &str); 4] = [
         "checkerboard-pretrain",
         "k epochs trained on colour, then on direction: does the colour information go?",
         include_str!("../experiments/checkerboard-pretrain.toml"),
+    ),
+    (
+        "cifar10-resnet18",
+        "ResNet-18 on CIFAR-10's coarse label (vehicles vs animals), batch 128 vs 1024, 3 seeds: is the fine information beyond it transient (C5)? Needs the data (--data) and, at full scale, a GPU",
+        include_str!("../experiments/cifar10-resnet18.toml"),
+    ),
+    (
+        "cifar100-allcnn",
+        "All-CNN-C on CIFAR-100's 20 superclasses, batch 128 vs 1024, 3 seeds: is the fine information beyond them transient (C5)? Needs the data (--data) and, at full scale, a GPU",
+        include_str!("../experiments/cifar100-allcnn.toml"),
     ),
 ];
 
@@ -635,10 +645,7 @@ fn expand_runs(
     let classes = task
         .classes(&target)
         .map_err(|e| format!("key `train.target`: {e}"))?;
-    let n_train = match &dataset {
-        TaskParams::Checkerboard(p) => p.n_train(),
-        _ => usize::MAX,
-    };
+    let n_train = task.train_size().unwrap_or(usize::MAX);
     let check_opt = |prefix: &str, o: &Optimiser| -> Result<(), String> {
         positive(&format!("{prefix}lr"), o.lr)?;
         positive(&format!("{prefix}batch"), o.batch as f64)?;
@@ -931,62 +938,43 @@ fn task_params(d: &DatasetDoc) -> Result<TaskParams, String> {
     }
 }
 
-/// Finds the data files of every run that reads them (CIFAR), checks them, and records their
-/// digests in the runs' dataset parameters: what keys their dataset nodes. The folder is
-/// `dir` (`--data` or `UINFO_DATA`), else the one the experiment file names.
+/// Finds the data of every run whose task reads them (CIFAR), checks them, and records their
+/// digests in the runs' dataset parameters: what keys their dataset nodes. The folder is `dir`
+/// (`--data` or `UINFO_DATA`), else the one the experiment file names. A batch larger than the
+/// training split found is an error naming the key.
 pub fn locate_data(exp: &mut Experiment, dir: Option<&Path>) -> Result<(), ExperimentError> {
+    let source = exp.source.clone();
     let err = |message: String| ExperimentError {
-        file: exp.source.clone(),
+        file: source.clone(),
         message,
     };
-    let mut seen: BTreeMap<(String, PathBuf), (BTreeMap<String, String>, usize)> = BTreeMap::new();
-    let mut located = Vec::new();
-    for run in &exp.runs {
-        let variant = match &run.dataset {
-            TaskParams::Cifar10(_) => Variant::Ten,
-            TaskParams::Cifar100(_) => Variant::Hundred,
-            TaskParams::Checkerboard(_) => {
-                located.push(None);
-                continue;
-            }
-        };
-        let folder = dir
-            .map(Path::to_path_buf)
-            .or(run.data_dir.clone())
-            .ok_or_else(|| {
-                err(format!(
-                "task {} reads its data: give the folder holding {} with --data DIR or UINFO_DATA",
-                run.dataset.name(),
-                variant.expected()
-            ))
-            })?;
-        let k = (variant.title().to_string(), folder.clone());
+    type Located = (TaskParams, Option<usize>);
+    let mut seen: BTreeMap<(String, Option<PathBuf>), Located> = BTreeMap::new();
+    for run in &mut exp.runs {
+        let folder = dir.map(Path::to_path_buf).or(run.data_dir.clone());
+        let k = (format!("{:?}", run.dataset), folder.clone());
         if !seen.contains_key(&k) {
-            let files = cifar::read_files(variant, &folder).map_err(|e| err(format!("{e:#}")))?;
-            let train: usize = files[..files.len() - 1]
-                .iter()
-                .map(|(_, b)| b.len() / variant.record())
-                .sum();
-            seen.insert(k.clone(), (cifar::digests(&files), train));
+            let mut located = run.dataset.clone();
+            let train = located
+                .locate(folder.as_deref())
+                .map_err(|e| err(format!("{e:#}")))?;
+            seen.insert(k.clone(), (located, train));
         }
-        let (digests, train) = &seen[&k];
+        let (located, train) = &seen[&k];
+        run.dataset = located.clone();
+        let Some(train) = train else { continue };
         for (i, phase) in run.phases.iter().enumerate() {
             if phase.optimiser.batch > *train {
+                let key = if run.phases.len() > 1 {
+                    format!("train.phases.{i}.batch")
+                } else {
+                    "train.batch".into()
+                };
                 return Err(err(format!(
-                    "key `train.{}batch`: batch {} is larger than the training split ({train} images in {})",
-                    if run.phases.len() > 1 { format!("phases.{i}.") } else { String::new() },
-                    phase.optimiser.batch,
-                    folder.display()
+                    "key `{key}`: batch {} is larger than the training split ({train} images)",
+                    phase.optimiser.batch
                 )));
             }
-        }
-        located.push(Some(digests.clone()));
-    }
-    for (run, files) in exp.runs.iter_mut().zip(located) {
-        if let (TaskParams::Cifar10(p) | TaskParams::Cifar100(p), Some(files)) =
-            (&mut run.dataset, files)
-        {
-            p.files = files;
         }
     }
     Ok(())

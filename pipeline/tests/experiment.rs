@@ -108,3 +108,54 @@ fn a_swept_initial_phase_is_the_perturbation_axis() {
     );
     assert_eq!(exp.runs[1].epochs(), 15);
 }
+
+#[test]
+fn every_built_in_parses() {
+    for (name, _, _) in experiment::BUILTINS {
+        let exp = experiment::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!exp.runs.is_empty(), "{name}");
+    }
+    let resnet = experiment::load("cifar10-resnet18").unwrap();
+    assert_eq!(resnet.runs.len(), 6);
+    assert_eq!(resnet.runs[0].target, "coarse");
+    assert_eq!(resnet.runs[0].probe.labels, ["coarse", "fine"]);
+    assert!(!resnet.runs[0].keep);
+    assert_eq!(resnet.runs[0].c1_fraction, 0.8);
+}
+
+#[test]
+fn image_tasks_validate_their_own_settings() {
+    for (text, expect) in [
+        ("[dataset]\ntask = \"cifar10\"\nn = 100\n", "key `dataset.n`: not a setting of task cifar10"),
+        ("[dataset]\ntask = \"cifar100\"\ncoarse = [[0], [1]]\n", "dataset.coarse"),
+        ("[dataset]\ntask = \"cifar10\"\ncoarse = [[0, 1], [2, 3, 4, 5, 6, 7, 8]]\n", "class 9 is in no group"),
+        ("[model]\narch = \"resnet18\"\n", "resnet18 takes images"),
+        ("[dataset]\ntask = \"cifar10\"\n[model]\narch = \"allcnn\"\n[probe]\nlayers = [\"hidden1\"]\n", "conv3, conv6, conv8"),
+        ("[dataset]\ntask = \"cifar10\"\n[probe]\nlabels = [\"fine_beyond_coarse\"]\n", "derived from `fine` and `coarse`"),
+        ("[dataset]\ntask = \"cifar10\"\n[train]\ntarget = \"color\"\n", "unknown label `color` (known: coarse, fine)"),
+        ("[claims]\nc1_fraction = 1.5\n", "claims.c1_fraction"),
+    ] {
+        let err = rejected(text);
+        assert!(err.contains(expect), "{text}: {err}");
+    }
+    let exp =
+        parsed("[dataset]\ntask = \"cifar10\"\n[model]\narch = \"allcnn\"\nwidth_mult = 0.25\n");
+    assert_eq!(exp.runs[0].input, [32, 32, 3]);
+    assert_eq!(exp.runs[0].model.channels(96), 24);
+}
+
+#[test]
+fn image_data_must_be_found_before_anything_runs() {
+    let mut exp = experiment::load("cifar100-allcnn").unwrap();
+    let err = experiment::locate_data(&mut exp, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("built-in cifar100-allcnn: "), "{err}");
+    assert!(
+        err.contains("cifar-100-binary/ with train.bin and test.bin, or cifar-100-binary.tar.gz"),
+        "{err}"
+    );
+    assert!(err.contains("--data DIR or UINFO_DATA"), "{err}");
+    let mut checkerboard = experiment::load("checkerboard").unwrap();
+    assert!(experiment::locate_data(&mut checkerboard, None).is_ok());
+}

@@ -240,6 +240,10 @@ impl Task for DatasetParams {
     fn make(&self, _: &Source) -> Result<Dataset> {
         Ok(generate(self))
     }
+
+    fn train_size(&self) -> Option<usize> {
+        Some(self.n_train())
+    }
 }
 
 #[cfg(test)]

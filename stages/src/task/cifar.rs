@@ -379,6 +379,11 @@ impl Task for Cifar<'_> {
         ))
     }
 
+    /// Known only from the data.
+    fn train_size(&self) -> Option<usize> {
+        None
+    }
+
     /// Reads the files from the data folder and checks they are the ones the experiment was
     /// planned with.
     fn make(&self, source: &Source) -> Result<Dataset> {

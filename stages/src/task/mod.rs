@@ -61,6 +61,8 @@ pub trait Task {
     fn ceiling_bits(&self, data: &Dataset) -> Result<f64>;
     /// Makes or reads the dataset.
     fn make(&self, source: &Source) -> Result<Dataset>;
+    /// Training examples, when the parameters tell (a generated dataset).
+    fn train_size(&self) -> Option<usize>;
 
     /// The number of classes of a label, or an error naming the labels there are.
     fn classes(&self, label: &str) -> Result<usize> {
@@ -96,6 +98,31 @@ impl TaskParams {
             TaskParams::Cifar10(_) => "cifar10",
             TaskParams::Cifar100(_) => "cifar100",
         }
+    }
+
+    /// Reads and checks the data of a task that reads them (none for a generated one), and
+    /// records their digests in the parameters, where they key the dataset node. Returns the
+    /// number of training examples when only the data tell it.
+    pub fn locate(&mut self, dir: Option<&Path>) -> Result<Option<usize>> {
+        let name = self.name();
+        let (variant, params) = match self {
+            TaskParams::Checkerboard(_) => return Ok(None),
+            TaskParams::Cifar10(p) => (cifar::Variant::Ten, p),
+            TaskParams::Cifar100(p) => (cifar::Variant::Hundred, p),
+        };
+        let dir = dir.ok_or_else(|| {
+            anyhow::anyhow!(
+                "task {name} reads its data from a folder: give it with --data DIR or UINFO_DATA; it must hold {}",
+                variant.expected()
+            )
+        })?;
+        let files = cifar::read_files(variant, dir)?;
+        params.files = cifar::digests(&files);
+        let train = files[..files.len() - 1]
+            .iter()
+            .map(|(_, bytes)| bytes.len() / variant.record())
+            .sum();
+        Ok(Some(train))
     }
 
     /// The task.
