@@ -47,17 +47,19 @@ fn forward_macs(arch: Arch) -> f64 {
             v.push((512, 10, 1, 1));
             v
         }
-        _ => vec![
-            (3, 96, 3, 32),
-            (96, 96, 3, 32),
-            (96, 96, 3, 16),
-            (96, 192, 3, 16),
-            (192, 192, 3, 16),
-            (192, 192, 3, 8),
-            (192, 192, 3, 6),
-            (192, 192, 1, 6),
-            (192, 10, 1, 6),
-        ],
+        _ => {
+            let (mut cin, mut side) = (3, 32);
+            stages::model::allcnn::LAYERS
+                .iter()
+                .map(|&(c, k, stride, pad)| {
+                    let cout = if c == 0 { 10 } else { c };
+                    side = (side + 2 * pad - k) / stride + 1;
+                    let conv = (cin, cout, k, side);
+                    cin = cout;
+                    conv
+                })
+                .collect()
+        }
     };
     convs
         .iter()

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use crate::model::layers::{
     global_pool, global_pool_backward, relu, relu_backward, xent_grad, Act, BatchNorm, BnCache,
-    Conv, Loader, Param, State,
+    Conv, ConvSpec, Loader, Param, State,
 };
 use crate::model::{Forward, Model, Sgd, Shape, Weights};
 use crate::rng::Rng;
@@ -18,7 +18,8 @@ use crate::rng::Rng;
 /// The probed layers.
 pub const PROBED: [&str; 3] = ["conv3", "conv6", "conv8"];
 
-/// (output channels, kernel, stride, padding) of each convolution; 0 channels: the classes.
+/// (output channels, kernel, stride, padding) of each convolution at full width; the last
+/// outputs the classes.
 pub const LAYERS: [(usize, usize, usize, usize); 9] = [
     (96, 3, 1, 1),
     (96, 3, 1, 1),
@@ -41,92 +42,76 @@ pub struct AllCnn {
     input: [usize; 3],
 }
 
-/// Input and output channels of each convolution for a shape.
-fn channels(shape: &Shape, input: usize) -> Vec<(usize, usize)> {
-    let mut cin = input;
+/// Every convolution of a shape; the last has a bias and outputs the classes.
+fn specs(shape: &Shape) -> Vec<ConvSpec> {
+    let mut cin = shape.image()[2];
     LAYERS
         .iter()
-        .map(|&(c, ..)| {
-            let cout = if c == 0 {
+        .enumerate()
+        .map(|(i, &(c, k, stride, pad))| {
+            let last = i == LAYERS.len() - 1;
+            let cout = if last {
                 shape.classes
             } else {
                 shape.model.channels(c)
             };
-            let io = (cin, cout);
-            cin = cout;
-            io
-        })
-        .collect()
-}
-
-impl AllCnn {
-    fn input(shape: &Shape) -> [usize; 3] {
-        match shape.input[..] {
-            [h, w, c] => [h, w, c],
-            _ => [1, 1, shape.input_size()],
-        }
-    }
-
-    /// PyTorch's default initialisation, each convolution from its own stream.
-    pub fn init(shape: &Shape, seed: u64) -> AllCnn {
-        let input = Self::input(shape);
-        let io = channels(shape, input[2]);
-        let convs = LAYERS
-            .iter()
-            .zip(&io)
-            .enumerate()
-            .map(|(i, (&(_, k, stride, pad), &(cin, cout)))| {
-                let mut rng = Rng::derive(seed, "init", i as u64);
-                Conv::init(&mut rng, cin, cout, k, stride, pad, i == LAYERS.len() - 1)
-            })
-            .collect();
-        let bns = io[..LAYERS.len() - 1]
-            .iter()
-            .map(|&(_, c)| BatchNorm::new(c))
-            .collect();
-        AllCnn { convs, bns, input }
-    }
-
-    /// The network from saved parameters, buffers and momentum.
-    pub fn load(shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<AllCnn> {
-        let l = Loader { weights, momentum };
-        let input = Self::input(shape);
-        let io = channels(shape, input[2]);
-        let last = LAYERS.len() - 1;
-        let mut convs = Vec::new();
-        let mut bns = Vec::new();
-        for (i, (&(_, k, stride, pad), &(cin, cout))) in LAYERS.iter().zip(&io).enumerate() {
-            convs.push(l.conv(
-                &format!("conv{}", i + 1),
+            let spec = ConvSpec {
                 cin,
                 cout,
                 k,
                 stride,
                 pad,
-                i == last,
-            )?);
-            if i < last {
-                bns.push(l.batch_norm(&format!("bn{}", i + 1), cout)?);
-            }
+                bias: last,
+            };
+            cin = cout;
+            spec
+        })
+        .collect()
+}
+
+impl AllCnn {
+    /// PyTorch's default initialisation, each convolution from its own stream.
+    pub fn init(shape: &Shape, seed: u64) -> AllCnn {
+        let specs = specs(shape);
+        let convs = specs
+            .iter()
+            .enumerate()
+            .map(|(i, &spec)| Conv::init(&mut Rng::derive(seed, "init", i as u64), spec))
+            .collect();
+        let bns = specs[..specs.len() - 1]
+            .iter()
+            .map(|s| BatchNorm::new(s.cout))
+            .collect();
+        AllCnn {
+            convs,
+            bns,
+            input: shape.image(),
         }
-        Ok(AllCnn { convs, bns, input })
     }
 
-    fn act(&self, x: &[f32]) -> Act {
-        let [h, w, c] = self.input;
-        Act {
-            n: x.len() / (h * w * c),
-            h,
-            w,
-            c,
-            data: x.to_vec(),
+    /// The network from saved parameters, buffers and momentum.
+    pub fn load(shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<AllCnn> {
+        let l = Loader { weights, momentum };
+        let specs = specs(shape);
+        let mut convs = Vec::new();
+        let mut bns = Vec::new();
+        for (i, &spec) in specs.iter().enumerate() {
+            convs.push(l.conv(&format!("conv{}", i + 1), spec)?);
+            if !spec.bias {
+                bns.push(l.batch_norm(&format!("bn{}", i + 1), spec.cout)?);
+            }
         }
+        Ok(AllCnn {
+            convs,
+            bns,
+            input: shape.image(),
+        })
     }
 }
 
 impl Model for AllCnn {
     fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
-        let mut h = self.act(x);
+        let mut h = Act::images(x, self.input);
         let mut caches: Vec<(Act, BnCache, Act)> = Vec::new();
         for (conv, bn) in self.convs.iter().zip(self.bns.iter_mut()) {
             let (mut r, c) = bn.forward_train(&conv.forward(&h));
@@ -164,7 +149,7 @@ impl Model for AllCnn {
     }
 
     fn forward(&self, x: &[f32]) -> Forward {
-        let mut h = self.act(x);
+        let mut h = Act::images(x, self.input);
         let mut features = Vec::new();
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
             h = bn.forward_eval(&conv.forward(&h));

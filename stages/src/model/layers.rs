@@ -79,19 +79,26 @@ impl Act {
         }
     }
 
+    /// A batch of network input rows (height × width × channels each) as activations.
+    pub fn images(x: &[f32], [h, w, c]: [usize; 3]) -> Act {
+        Act {
+            n: x.len() / (h * w * c),
+            h,
+            w,
+            c,
+            data: x.to_vec(),
+        }
+    }
+
     /// Activations of the same shape with other values.
     fn like(&self, data: Vec<f32>) -> Act {
         Act { data, ..*self }
     }
 }
 
-/// A 2-D convolution (square kernel, zero padding), weights `[out][ky][kx][in]`, optional bias.
-#[derive(Clone, Debug)]
-pub struct Conv {
-    /// Weights, out × k × k × in.
-    pub weight: Param,
-    /// Bias, if any.
-    pub bias: Option<Param>,
+/// The shape of a convolution: channels in and out, square kernel, stride, zero padding, bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
     /// Input channels.
     pub cin: usize,
     /// Output channels.
@@ -102,6 +109,33 @@ pub struct Conv {
     pub stride: usize,
     /// Zero padding on each side.
     pub pad: usize,
+    /// Whether it has a bias.
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// A k × k convolution padded to keep the size (k / 2), without bias.
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize) -> ConvSpec {
+        ConvSpec {
+            cin,
+            cout,
+            k,
+            stride,
+            pad: k / 2,
+            bias: false,
+        }
+    }
+}
+
+/// A 2-D convolution, weights `[out][ky][kx][in]`, optional bias.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    /// Weights, out × k × k × in.
+    pub weight: Param,
+    /// Bias, if any.
+    pub bias: Option<Param>,
+    /// Its shape.
+    pub spec: ConvSpec,
 }
 
 /// The geometry of a convolution on one input size.
@@ -242,37 +276,25 @@ simd! {
 impl Conv {
     /// A convolution initialised like PyTorch's `nn.Conv2d` (uniform ±1/√(in·k·k) for weight and
     /// bias), drawn in PyTorch's layout (out × in × k × k) from `rng`.
-    pub fn init(
-        rng: &mut Rng,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        bias: bool,
-    ) -> Conv {
+    pub fn init(rng: &mut Rng, spec: ConvSpec) -> Conv {
+        let ConvSpec { cin, cout, k, .. } = spec;
         let bound = 1.0 / ((cin * k * k) as f64).sqrt();
         let torch: Vec<f32> = (0..cout * cin * k * k)
             .map(|_| rng.uniform_in(-bound, bound) as f32)
             .collect();
-        let b = bias.then(|| {
-            (0..cout)
+        let mut conv = Conv::from_torch(&torch, spec);
+        if spec.bias {
+            let b = (0..cout)
                 .map(|_| rng.uniform_in(-bound, bound) as f32)
-                .collect()
-        });
-        Conv::from_torch(&torch, b, cin, cout, k, stride, pad)
+                .collect();
+            conv.bias = Some(Param::new(b));
+        }
+        conv
     }
 
-    /// A convolution from PyTorch-layout weights (out × in × k × k).
-    pub fn from_torch(
-        torch: &[f32],
-        bias: Option<Vec<f32>>,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Conv {
+    /// A convolution from PyTorch-layout weights (out × in × k × k), without its bias.
+    pub fn from_torch(torch: &[f32], spec: ConvSpec) -> Conv {
+        let ConvSpec { cin, cout, k, .. } = spec;
         let mut w = vec![0f32; torch.len()];
         for o in 0..cout {
             for i in 0..cin {
@@ -283,20 +305,16 @@ impl Conv {
         }
         Conv {
             weight: Param::new(w),
-            bias: bias.map(Param::new),
-            cin,
-            cout,
-            k,
-            stride,
-            pad,
+            bias: None,
+            spec,
         }
     }
 
     /// A tensor in this layer's weight layout, in PyTorch's (out × in × k × k).
     pub fn to_torch(&self, w: &[f32]) -> Vec<f32> {
-        let (k, cin) = (self.k, self.cin);
+        let ConvSpec { cin, cout, k, .. } = self.spec;
         let mut t = vec![0f32; w.len()];
-        for o in 0..self.cout {
+        for o in 0..cout {
             for i in 0..cin {
                 for p in 0..k * k {
                     t[(o * cin + i) * k * k + p] = w[(o * k * k + p) * cin + i];
@@ -308,27 +326,29 @@ impl Conv {
 
     /// PyTorch's shape of the weight.
     pub fn torch_shape(&self) -> Vec<usize> {
-        vec![self.cout, self.cin, self.k, self.k]
+        let s = self.spec;
+        vec![s.cout, s.cin, s.k, s.k]
     }
 
     fn geometry(&self, x: &Act) -> Geometry {
+        let ConvSpec { k, stride, pad, .. } = self.spec;
         Geometry {
             h: x.h,
             w: x.w,
             c: x.c,
-            k: self.k,
-            stride: self.stride,
-            pad: self.pad,
-            ho: (x.h + 2 * self.pad - self.k) / self.stride + 1,
-            wo: (x.w + 2 * self.pad - self.k) / self.stride + 1,
+            k,
+            stride,
+            pad,
+            ho: (x.h + 2 * pad - k) / stride + 1,
+            wo: (x.w + 2 * pad - k) / stride + 1,
         }
     }
 
     /// The convolution of `x`.
     pub fn forward(&self, x: &Act) -> Act {
         let g = self.geometry(x);
-        let mut out = Act::zeros(x.n, g.ho, g.wo, self.cout);
-        let zeros = vec![0f32; self.cout];
+        let mut out = Act::zeros(x.n, g.ho, g.wo, self.spec.cout);
+        let zeros = vec![0f32; self.spec.cout];
         let bias = self.bias.as_ref().map_or(&zeros, |b| &b.value);
         conv_forward(g, &x.data, &self.weight.value, bias, &mut out.data);
         out
@@ -339,7 +359,7 @@ impl Conv {
     pub fn backward(&mut self, x: &Act, dy: &Act, input_grad: bool) -> Option<Act> {
         let g = self.geometry(x);
         let mut dx = input_grad.then(|| Act::zeros(x.n, x.h, x.w, x.c));
-        let mut gb = vec![0f32; self.cout];
+        let mut gb = vec![0f32; self.spec.cout];
         conv_backward(
             g,
             &x.data,
@@ -618,7 +638,7 @@ impl State {
             (shape, c.to_torch(&c.weight.momentum)),
         );
         if let Some(b) = &c.bias {
-            self.param(&format!("{name}.bias"), vec![c.cout], b);
+            self.param(&format!("{name}.bias"), vec![c.spec.cout], b);
         }
     }
 
@@ -658,26 +678,14 @@ impl Loader<'_> {
     }
 
     /// A convolution saved by [`State::conv`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn conv(
-        &self,
-        name: &str,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
-        bias: bool,
-    ) -> Result<Conv> {
+    pub fn conv(&self, name: &str, spec: ConvSpec) -> Result<Conv> {
         let key = format!("{name}.weight");
-        let torch = tensor(self.weights, &key, &[cout, cin, k, k])?;
-        let mut conv = Conv::from_torch(&torch, None, cin, cout, k, stride, pad);
+        let torch = tensor(self.weights, &key, &[spec.cout, spec.cin, spec.k, spec.k])?;
+        let mut conv = Conv::from_torch(&torch, spec);
         let saved = momentum_or_zeros(self.momentum, &key, torch.len())?;
-        conv.weight.momentum = Conv::from_torch(&saved, None, cin, cout, k, stride, pad)
-            .weight
-            .value;
-        if bias {
-            conv.bias = Some(self.param(&format!("{name}.bias"), &[cout])?);
+        conv.weight.momentum = Conv::from_torch(&saved, spec).weight.value;
+        if spec.bias {
+            conv.bias = Some(self.param(&format!("{name}.bias"), &[spec.cout])?);
         }
         Ok(conv)
     }
@@ -772,7 +780,11 @@ mod tests {
     #[test]
     fn convolution_matches_a_direct_sum_and_its_gradients_match_finite_differences() {
         let mut rng = Rng::new(3);
-        let conv = Conv::init(&mut rng, 3, 4, 3, 2, 1, true);
+        let spec = ConvSpec {
+            bias: true,
+            ..ConvSpec::new(3, 4, 3, 2)
+        };
+        let conv = Conv::init(&mut rng, spec);
         let x = act(2, 5, 5, 3, 1);
         let y = conv.forward(&x);
         assert_eq!((y.h, y.w, y.c), (3, 3, 4));
@@ -820,7 +832,7 @@ mod tests {
         }
         // PyTorch layout round trip.
         let t = conv.to_torch(&conv.weight.value);
-        let back = Conv::from_torch(&t, None, 3, 4, 3, 2, 1);
+        let back = Conv::from_torch(&t, spec);
         assert_eq!(back.weight.value, conv.weight.value);
     }
 

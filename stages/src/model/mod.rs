@@ -95,6 +95,14 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The input as an image: height, width, channels (a feature vector as a 1 × 1 image).
+    pub fn image(&self) -> [usize; 3] {
+        match self.input[..] {
+            [h, w, c] => [h, w, c],
+            _ => [1, 1, self.input_size()],
+        }
+    }
+
     /// Values per input example.
     pub fn input_size(&self) -> usize {
         self.input.iter().product()

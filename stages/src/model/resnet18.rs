@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use crate::model::layers::{
     add, global_pool, global_pool_backward, relu, relu_backward, xent_grad, Act, BatchNorm,
-    BnCache, Conv, Linear, Loader, Param, State,
+    BnCache, Conv, ConvSpec, Linear, Loader, Param, State,
 };
 use crate::model::{Forward, Model, Sgd, Shape, Weights};
 use crate::rng::Rng;
@@ -55,42 +55,40 @@ impl Block {
         (cin, widths[s], if b == 0 { STAGES[s].1 } else { 1 })
     }
 
+    /// The block's convolutions: conv1, conv2, and the shortcut's where the stride or the width
+    /// changes.
+    fn specs(cin: usize, cout: usize, stride: usize) -> (ConvSpec, ConvSpec, Option<ConvSpec>) {
+        (
+            ConvSpec::new(cin, cout, 3, stride),
+            ConvSpec::new(cout, cout, 3, 1),
+            (stride != 1 || cin != cout).then(|| ConvSpec::new(cin, cout, 1, stride)),
+        )
+    }
+
     fn init(rng: &mut Rng, cin: usize, cout: usize, stride: usize) -> Block {
+        let (c1, c2, shortcut) = Self::specs(cin, cout, stride);
         Block {
-            conv1: Conv::init(rng, cin, cout, 3, stride, 1, false),
+            conv1: Conv::init(rng, c1),
             bn1: BatchNorm::new(cout),
-            conv2: Conv::init(rng, cout, cout, 3, 1, 1, false),
+            conv2: Conv::init(rng, c2),
             bn2: BatchNorm::new(cout),
-            shortcut: (stride != 1 || cin != cout).then(|| {
-                (
-                    Conv::init(rng, cin, cout, 1, stride, 0, false),
-                    BatchNorm::new(cout),
-                )
-            }),
+            shortcut: shortcut.map(|s| (Conv::init(rng, s), BatchNorm::new(cout))),
         }
     }
 
     fn load(l: &Loader, name: &str, cin: usize, cout: usize, stride: usize) -> Result<Block> {
-        let shortcut = if stride != 1 || cin != cout {
-            Some((
-                l.conv(
-                    &format!("{name}.shortcut.0"),
-                    cin,
-                    cout,
-                    1,
-                    stride,
-                    0,
-                    false,
-                )?,
+        let (c1, c2, shortcut) = Self::specs(cin, cout, stride);
+        let shortcut = match shortcut {
+            Some(spec) => Some((
+                l.conv(&format!("{name}.shortcut.0"), spec)?,
                 l.batch_norm(&format!("{name}.shortcut.1"), cout)?,
-            ))
-        } else {
-            None
+            )),
+            None => None,
         };
         Ok(Block {
-            conv1: l.conv(&format!("{name}.conv1"), cin, cout, 3, stride, 1, false)?,
+            conv1: l.conv(&format!("{name}.conv1"), c1)?,
             bn1: l.batch_norm(&format!("{name}.bn1"), cout)?,
-            conv2: l.conv(&format!("{name}.conv2"), cout, cout, 3, 1, 1, false)?,
+            conv2: l.conv(&format!("{name}.conv2"), c2)?,
             bn2: l.batch_norm(&format!("{name}.bn2"), cout)?,
             shortcut,
         })
@@ -206,23 +204,16 @@ impl ResNet18 {
         STAGES.map(|(c, _)| shape.model.channels(c))
     }
 
-    fn input(shape: &Shape) -> [usize; 3] {
-        match shape.input[..] {
-            [h, w, c] => [h, w, c],
-            _ => [1, 1, shape.input_size()],
-        }
-    }
-
     /// PyTorch's default initialisation: each convolution from its own stream, in module order.
     pub fn init(shape: &Shape, seed: u64) -> ResNet18 {
         let w = Self::widths(shape);
-        let input = Self::input(shape);
+        let input = shape.image();
         let mut stream = 0;
         let mut rng = || {
             stream += 1;
             Rng::derive(seed, "init", stream - 1)
         };
-        let conv1 = Conv::init(&mut rng(), input[2], w[0], 3, 1, 1, false);
+        let conv1 = Conv::init(&mut rng(), ConvSpec::new(input[2], w[0], 3, 1));
         let mut blocks = Vec::new();
         for s in 0..4 {
             for b in 0..2 {
@@ -244,7 +235,7 @@ impl ResNet18 {
     pub fn load(shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<ResNet18> {
         let l = Loader { weights, momentum };
         let w = Self::widths(shape);
-        let input = Self::input(shape);
+        let input = shape.image();
         let mut blocks = Vec::new();
         for s in 0..4 {
             for b in 0..2 {
@@ -259,7 +250,7 @@ impl ResNet18 {
             }
         }
         Ok(ResNet18 {
-            conv1: l.conv("conv1", input[2], w[0], 3, 1, 1, false)?,
+            conv1: l.conv("conv1", ConvSpec::new(input[2], w[0], 3, 1))?,
             bn1: l.batch_norm("bn1", w[0])?,
             blocks,
             linear: Linear {
@@ -269,22 +260,11 @@ impl ResNet18 {
             input,
         })
     }
-
-    fn act(&self, x: &[f32]) -> Act {
-        let [h, w, c] = self.input;
-        Act {
-            n: x.len() / (h * w * c),
-            h,
-            w,
-            c,
-            data: x.to_vec(),
-        }
-    }
 }
 
 impl Model for ResNet18 {
     fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
-        let input = self.act(x);
+        let input = Act::images(x, self.input);
         let (mut r0, c0) = self.bn1.forward_train(&self.conv1.forward(&input));
         relu(&mut r0);
         let mut caches = Vec::with_capacity(self.blocks.len());
@@ -319,7 +299,9 @@ impl Model for ResNet18 {
     }
 
     fn forward(&self, x: &[f32]) -> Forward {
-        let mut h = self.bn1.forward_eval(&self.conv1.forward(&self.act(x)));
+        let mut h = self
+            .bn1
+            .forward_eval(&self.conv1.forward(&Act::images(x, self.input)));
         relu(&mut h);
         let mut features = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
