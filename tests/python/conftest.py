@@ -48,9 +48,8 @@ def store(uinfo_bin, tmp_path_factory) -> Path:
     return store
 
 
-@pytest.fixture(scope="session")
-def show(uinfo_bin, store):
-    """`show(node)`: the parsed `uinfo --json show NODE` of a node of the tiny run."""
+def shower(uinfo_bin: str, store: Path):
+    """A function giving the parsed `uinfo --json show NODE` of a node in `store`."""
 
     def show(node: str) -> dict:
         out = subprocess.run(
@@ -60,6 +59,12 @@ def show(uinfo_bin, store):
         return json.loads(out.stdout)
 
     return show
+
+
+@pytest.fixture(scope="session")
+def show(uinfo_bin, store):
+    """`show(node)`: the parsed `uinfo --json show NODE` of a node of the tiny run."""
+    return shower(uinfo_bin, store)
 
 
 IMAGES_TOML = """\
@@ -115,12 +120,4 @@ def image_store(uinfo_bin, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def show_image(uinfo_bin, image_store):
     """`show_image(node)`: the parsed `uinfo --json show NODE` of a node of the image run."""
-
-    def show(node: str) -> dict:
-        out = subprocess.run(
-            [uinfo_bin, "--store", str(image_store), "--json", "show", node],
-            check=True, timeout=60, capture_output=True, text=True,
-        )
-        return json.loads(out.stdout)
-
-    return show
+    return shower(uinfo_bin, image_store)
