@@ -189,7 +189,7 @@ impl Momentum {
     }
 }
 
-/// Buffers of one training step, allocated once per segment.
+/// Buffers of one training step, allocated at the first step of a segment.
 struct Workspace {
     /// The batch's inputs (rows × inputs) and targets.
     x: Vec<f32>,
