@@ -56,16 +56,6 @@ impl Inputs {
         self.len() == 0
     }
 
-    /// The shape of one example as a network sees it: `[dim]`, or `[height, width, channels]`.
-    pub fn network_shape(&self) -> Vec<usize> {
-        match self {
-            Inputs::Features { dim, .. } => vec![*dim],
-            Inputs::Images {
-                shape: [c, h, w], ..
-            } => vec![*h, *w, *c],
-        }
-    }
-
     /// The first `n` examples.
     fn head(&self, n: usize) -> Inputs {
         let n = n.min(self.len()) * self.example_size();
@@ -261,14 +251,6 @@ impl<'a> Batcher<'a> {
             }
         }
     }
-
-    /// Every example, in order, as network input rows.
-    pub fn all(&self) -> Vec<f32> {
-        let n = self.split.len();
-        let mut out = vec![0f32; n * self.row_size()];
-        self.gather(&(0..n).collect::<Vec<_>>(), None, &mut out);
-        out
-    }
 }
 
 /// A dataset: training and validation splits, and how images are normalised.
@@ -412,8 +394,8 @@ mod tests {
             std: vec![1.0, 0.5],
         };
         let b = Batcher::new(&split, Some(&norm));
-        let plain = b.all();
-        assert_eq!(plain.len(), 24);
+        let mut plain = vec![0f32; 24];
+        b.gather(&[0, 1], None, &mut plain);
         // Image 1, pixel (y 1, x 2): channel 0 byte index 12 + 5, channel 1 byte 12 + 6 + 5.
         let at =
             |v: &[f32], img: usize, y: usize, x: usize, c: usize| v[img * 12 + (y * 3 + x) * 2 + c];

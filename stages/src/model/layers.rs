@@ -723,11 +723,9 @@ impl Linear {
 
     /// Logits of `x` (rows × in).
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut out = vec![
-            0f32;
-            x.len() / (self.weight.value.len() / self.bias.value.len())
-                * self.bias.value.len()
-        ];
+        let fan_out = self.bias.value.len();
+        let rows = x.len() * fan_out / self.weight.value.len();
+        let mut out = vec![0f32; rows * fan_out];
         dense(x, &self.weight.value, &self.bias.value, &mut out);
         out
     }
