@@ -20,4 +20,4 @@ pub use error::StoreError;
 pub use lock::KeyLock;
 pub use maintenance::UseLock;
 pub use manifest::{Manifest, Provenance};
-pub use store::Store;
+pub use store::{BlobWriter, Store};

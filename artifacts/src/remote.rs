@@ -6,11 +6,17 @@
 //! manifest against its key) before it enters the local store. A push sends blobs before the
 //! manifests that name them, so a manifest on the remote has its blobs there even after a push
 //! was killed; a rerun lists what the remote has and sends only the rest.
+//!
+//! Blobs larger than the part size ([`Remote::with_part_size`]) stream: a push reads the file
+//! in parts sent as a multipart upload (which becomes visible only when complete, and is
+//! aborted on failure), a pull fetches ranged parts streamed to a temp file while hashing. At
+//! most `jobs` parts are held in memory at once, whatever the blobs' sizes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -18,14 +24,22 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, GetResult, GetResultPayload,
+    MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
+use tokio::sync::Semaphore;
+use tokio::task::{spawn_blocking, JoinSet};
 
-use crate::{Digest, Manifest, Store, StoreError};
+use crate::{BlobWriter, Digest, Manifest, Store, StoreError};
 
 /// Objects transferred at once by default.
 pub const DEFAULT_JOBS: usize = 16;
+
+/// Default size of the parts in which large blobs are sent and fetched (8 MiB).
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+
+/// Bytes of a fetched body gathered before they are written to disk.
+const WRITE_BATCH: usize = 1 << 20;
 
 /// Where a remote URL points.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +168,9 @@ pub struct Remote {
     prefix: String,
     runtime: tokio::runtime::Runtime,
     jobs: usize,
+    part_size: usize,
+    /// One permit per part buffer that may be in memory (`jobs` in all).
+    parts: Arc<Semaphore>,
 }
 
 impl Remote {
@@ -195,12 +212,23 @@ impl Remote {
             },
             runtime,
             jobs: DEFAULT_JOBS,
+            part_size: DEFAULT_PART_SIZE,
+            parts: Arc::new(Semaphore::new(DEFAULT_JOBS)),
         })
     }
 
-    /// Sets how many objects are transferred at once (at least 1).
+    /// Sets how many objects, and parts of large blobs, are transferred at once (at least 1).
+    /// Memory held for pushed data stays under `jobs` x the part size.
     pub fn with_jobs(mut self, jobs: usize) -> Remote {
         self.jobs = jobs.max(1);
+        self.parts = Arc::new(Semaphore::new(self.jobs));
+        self
+    }
+
+    /// Sets the size of the parts of large blobs (at least 1 byte): blobs up to this size go in
+    /// one request, larger ones as a multipart upload and ranged reads. S3 needs 5 MiB or more.
+    pub fn with_part_size(mut self, bytes: usize) -> Remote {
+        self.part_size = bytes.max(1);
         self
     }
 
@@ -265,10 +293,9 @@ impl Remote {
             progress.start((send_blobs.len() + send_manifests.len()) as u64, bytes);
             let counter = Counter::default();
             let sent = &counter;
+            let buffers = &Buffers::default();
             futures::stream::iter(send_blobs.iter().map(|&d| async move {
-                let bytes = local.read_blob(&d)?;
-                let len = bytes.len() as u64;
-                let created = self.put(&self.blob(&d), bytes, PutMode::Create).await?;
+                let (created, len) = self.put_blob(local, &d, PutMode::Create, buffers).await?;
                 sent.add(created, len, progress);
                 Ok::<(), RemoteError>(())
             }))
@@ -312,6 +339,7 @@ impl Remote {
         };
         self.runtime.block_on(async {
             let mut replaced = Vec::new();
+            let buffers = Buffers::default();
             for d in m.outputs.values() {
                 let path = self.blob(d);
                 let replacing = replace.contains(d);
@@ -322,8 +350,7 @@ impl Remote {
                         Err(e) => return Err(self.fail(&e)),
                     }
                 }
-                self.put(&path, local.read_blob(d)?, mode(replacing))
-                    .await?;
+                self.put_blob(local, d, mode(replacing), &buffers).await?;
                 if replacing {
                     replaced.push(*d);
                 }
@@ -393,7 +420,9 @@ impl Remote {
                 .count();
             progress.start((wanted.len() + new_manifests) as u64, bytes);
             let got = Counter::default();
-            let bad = self.download(local, &wanted, &got, progress).await?;
+            let bad = self
+                .download(local, &wanted, &sizes, &got, progress)
+                .await?;
             let mut problems: Vec<String> = bad.into_iter().map(|(_, p)| p).collect();
             for m in manifests {
                 match m.outputs.iter().find(|(_, d)| !local.has_blob(d)) {
@@ -434,7 +463,13 @@ impl Remote {
                 .copied()
                 .collect();
             let bad = self
-                .download(local, &wanted, &Counter::default(), &Silent)
+                .download(
+                    local,
+                    &wanted,
+                    &HashMap::new(),
+                    &Counter::default(),
+                    &Silent,
+                )
                 .await?;
             if !bad.is_empty() {
                 let why: Vec<String> = bad.iter().map(|(_, p)| p.clone()).collect();
@@ -449,24 +484,42 @@ impl Remote {
     }
 
     /// Downloads blobs in parallel, storing those whose content matches their name; returns
-    /// each blob that is missing on the remote or corrupt, with a problem line.
+    /// each blob that is missing on the remote or corrupt, with a problem line. `sizes` holds
+    /// the remote's sizes where listed; other blobs' sizes are asked for.
     async fn download(
         &self,
         local: &Store,
         wanted: &BTreeSet<Digest>,
+        sizes: &HashMap<Digest, u64>,
         got: &Counter,
         progress: &dyn Progress,
     ) -> Result<Vec<(Digest, String)>, RemoteError> {
-        let get_blob = |d: Digest| async move {
-            let bytes = match self.objects.get(&self.blob(&d)).await {
-                Ok(r) => r.bytes().await.map_err(|e| self.fail(&e))?,
-                Err(object_store::Error::NotFound { .. }) => {
-                    let why = format!("blob {}... is missing on remote `{}`", d.short(), self.name);
-                    return Ok(Some((d, why)));
-                }
-                Err(e) => return Err(self.fail(&e)),
+        let fetch_one = |d: Digest| async move {
+            let missing = || {
+                let why = format!("blob {}... is missing on remote `{}`", d.short(), self.name);
+                Ok(Some((d, why)))
             };
-            if Digest::of(&bytes) != d {
+            let size = match sizes.get(&d) {
+                Some(&size) => size,
+                None => match self.objects.head(&self.blob(&d)).await {
+                    Ok(meta) => meta.size,
+                    Err(object_store::Error::NotFound { .. }) => return missing(),
+                    Err(e) => return Err(self.fail(&e)),
+                },
+            };
+            let Some((mut writer, len)) = self.get_blob(local, &d, size).await? else {
+                return missing();
+            };
+            let stored = joined(
+                spawn_blocking(move || {
+                    if writer.digest()? != d {
+                        return Ok(false);
+                    }
+                    writer.finish().map(|_| true)
+                })
+                .await,
+            )?;
+            if !stored {
                 let why = format!(
                     "blob {}... on remote `{}` is corrupt (its content does not match its name); not stored",
                     d.short(),
@@ -474,16 +527,88 @@ impl Remote {
                 );
                 return Ok(Some((d, why)));
             }
-            local.put_bytes(&bytes)?;
-            got.add(true, bytes.len() as u64, progress);
+            got.add(true, len, progress);
             Ok::<_, RemoteError>(None)
         };
         let problems: Vec<Option<(Digest, String)>> =
-            futures::stream::iter(wanted.iter().copied().map(get_blob))
+            futures::stream::iter(wanted.iter().copied().map(fetch_one))
                 .buffer_unordered(self.jobs)
                 .try_collect()
                 .await?;
         Ok(problems.into_iter().flatten().collect())
+    }
+
+    /// Streams the blob `d`, `size` bytes when listed, into a new local blob writer, in ranged
+    /// requests of the part size when larger; returns the writer and the bytes received, or
+    /// `None` when the remote lacks the blob.
+    async fn get_blob(
+        &self,
+        local: &Store,
+        d: &Digest,
+        mut size: u64,
+    ) -> Result<Option<(BlobWriter, u64)>, RemoteError> {
+        let path = self.blob(d);
+        let part = self.part_size as u64;
+        let mut writer = local.blob_writer()?;
+        let mut offset = 0;
+        loop {
+            let range = (size > part).then(|| GetRange::Bounded(offset..size.min(offset + part)));
+            let ranged = range.is_some();
+            let options = GetOptions {
+                range,
+                ..Default::default()
+            };
+            let got = match self.objects.get_opts(&path, options).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.fail(&e)),
+            };
+            size = got.meta.size;
+            let received;
+            (writer, received) = self.receive(got, writer).await?;
+            offset += received;
+            if !ranged || received == 0 || offset >= size {
+                return Ok(Some((writer, offset)));
+            }
+        }
+    }
+
+    /// Appends the body of a GET to `writer`, written to disk off the async threads; returns
+    /// the writer and the body's length.
+    async fn receive(
+        &self,
+        got: GetResult,
+        writer: BlobWriter,
+    ) -> Result<(BlobWriter, u64), RemoteError> {
+        let range = got.range;
+        let mut body = match got.payload {
+            GetResultPayload::File(file, path) => {
+                let copied = spawn_blocking(move || copy_range(file, &path, range, writer));
+                return Ok(joined(copied.await)?);
+            }
+            GetResultPayload::Stream(body) => body,
+        };
+        let mut writer = writer;
+        let mut batch = Vec::new();
+        let mut batched = 0;
+        let mut received = 0;
+        loop {
+            let chunk = body.next().await.transpose().map_err(|e| self.fail(&e))?;
+            let end = chunk.is_none();
+            if let Some(chunk) = chunk {
+                batched += chunk.len();
+                batch.push(chunk);
+            }
+            if batched >= WRITE_BATCH || (end && batched > 0) {
+                let full = std::mem::take(&mut batch);
+                writer = joined(spawn_blocking(move || write_batch(writer, &full)).await)?;
+                received += batched as u64;
+                batched = 0;
+            }
+            if end {
+                return Ok((writer, received));
+            }
+        }
     }
 
     /// The manifest under `key`: `None` when absent, `Some(Err(problem))` when it is bad.
@@ -551,6 +676,117 @@ impl Remote {
         }
     }
 
+    /// Sends a local blob: in one request up to the part size, else as a multipart upload
+    /// streamed from the file. The content is checked against its name as it is read; an
+    /// upload that fails or turns out corrupt is aborted, leaving no object. A multipart upload
+    /// cannot be create-if-absent (`mode` is then ignored): harmless, as a blob's name fixes
+    /// its content. Returns whether it was written (false: the remote had it) and its size.
+    async fn put_blob(
+        &self,
+        local: &Store,
+        d: &Digest,
+        mode: PutMode,
+        buffers: &Buffers,
+    ) -> Result<(bool, u64), RemoteError> {
+        let src = local.blob_path(d);
+        let size = match std::fs::metadata(&src) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing {
+                    digest: *d,
+                    path: src,
+                }
+                .into())
+            }
+            Err(e) => return Err(StoreError::io(src, e).into()),
+        };
+        let path = self.blob(d);
+        if size <= self.part_size as u64 {
+            let _budget = self.parts.acquire().await.expect("never closed");
+            let bytes = local.read_blob(d)?;
+            let len = bytes.len() as u64;
+            return Ok((self.put(&path, bytes, mode).await?, len));
+        }
+        let upload = self
+            .objects
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.fail(&e))?;
+        let mut upload = Upload(Some(upload));
+        let done = match self.send_parts(upload.get(), d, &src, buffers).await {
+            Ok(()) => upload.get().complete().await.map_err(|e| self.fail(&e)),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(_) => {
+                upload.0 = None;
+                Ok((true, size))
+            }
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the blob at `src` part by part, sending each as soon as it is read and a permit
+    /// is free; checks the content against `d` once all are sent.
+    async fn send_parts(
+        &self,
+        upload: &mut dyn MultipartUpload,
+        d: &Digest,
+        src: &Path,
+        buffers: &Buffers,
+    ) -> Result<(), RemoteError> {
+        let file = std::fs::File::open(src).map_err(|e| StoreError::io(src, e))?;
+        let mut state = (file, blake3::Hasher::new());
+        let mut sending = JoinSet::new();
+        let sent = async {
+            loop {
+                let permit = Arc::clone(&self.parts)
+                    .acquire_owned()
+                    .await
+                    .expect("never closed");
+                let (file, hasher) = state;
+                let (buf, size) = (buffers.take(self.part_size), self.part_size);
+                let read = spawn_blocking(move || read_part(file, hasher, buf, size));
+                let (file, hasher, part) =
+                    joined(read.await).map_err(|e| StoreError::io(src, e))?;
+                state = (file, hasher);
+                if part.is_empty() {
+                    buffers.put(part);
+                    break;
+                }
+                let part = bytes::Bytes::from_owner(Pooled {
+                    buf: part,
+                    pool: buffers.clone(),
+                });
+                let request = upload.put_part(PutPayload::from(part));
+                sending.spawn(async move {
+                    let result = request.await;
+                    drop(permit);
+                    result
+                });
+                while let Some(done) = sending.try_join_next() {
+                    joined(done).map_err(|e| self.fail(&e))?;
+                }
+            }
+            while let Some(done) = sending.join_next().await {
+                joined(done).map_err(|e| self.fail(&e))?;
+            }
+            if Digest(*state.1.finalize().as_bytes()) != *d {
+                let path = src.to_path_buf();
+                return Err(StoreError::Corrupt { digest: *d, path }.into());
+            }
+            Ok(())
+        }
+        .await;
+        if sent.is_err() {
+            sending.shutdown().await;
+        }
+        sent
+    }
+
     fn blob(&self, d: &Digest) -> ObjectPath {
         ObjectPath::from(format!("{}blobs/{}", self.prefix, d.hex()))
     }
@@ -569,6 +805,143 @@ impl Remote {
             url: self.url.clone(),
             problem: describe(e, &bucket),
         }
+    }
+}
+
+/// A multipart upload, aborted in the background if dropped before it completes (a push
+/// cancelled by another blob's failure), so that its parts do not linger.
+struct Upload(Option<Box<dyn MultipartUpload>>);
+
+impl Upload {
+    fn get(&mut self) -> &mut dyn MultipartUpload {
+        self.0.as_deref_mut().expect("upload in progress")
+    }
+
+    /// Aborts now; an abort that fails leaves parts but no object, so it is not reported.
+    async fn abort(&mut self) {
+        if let Some(mut upload) = self.0.take() {
+            let _ = upload.abort().await;
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let (Some(mut upload), Ok(runtime)) =
+            (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = upload.abort().await;
+            });
+        }
+    }
+}
+
+/// The output of a finished task; a panic in the task is resumed here.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    match result {
+        Ok(t) => t,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("transfer task cancelled: {e}"),
+        },
+    }
+}
+
+/// Reads the next part (up to `size` bytes; none at the end) into the empty `part` and adds it
+/// to the hash.
+fn read_part(
+    mut file: std::fs::File,
+    mut hasher: blake3::Hasher,
+    mut part: Vec<u8>,
+    size: usize,
+) -> std::io::Result<(std::fs::File, blake3::Hasher, Vec<u8>)> {
+    (&mut file).take(size as u64).read_to_end(&mut part)?;
+    hasher.update(&part);
+    Ok((file, hasher, part))
+}
+
+/// Part buffers of one push, reused from part to part: allocating one per part lets the
+/// allocator's per-thread arenas hold several times the bytes in flight.
+#[derive(Clone, Default)]
+struct Buffers(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Buffers {
+    /// An empty buffer with room for `size` bytes.
+    fn take(&self, size: usize) -> Vec<u8> {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match kept {
+            Some(mut buf) if buf.capacity() >= size => {
+                buf.clear();
+                buf
+            }
+            _ => Vec::with_capacity(size),
+        }
+    }
+
+    fn put(&self, buf: Vec<u8>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buf);
+    }
+}
+
+/// A part's bytes, handed back to its [`Buffers`] once the upload has sent them.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Buffers,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Appends chunks of a body to a blob being written.
+fn write_batch<B: AsRef<[u8]>>(
+    mut writer: BlobWriter,
+    batch: &[B],
+) -> Result<BlobWriter, StoreError> {
+    for chunk in batch {
+        writer
+            .write_all(chunk.as_ref())
+            .map_err(|e| StoreError::io(writer.path(), e))?;
+    }
+    Ok(writer)
+}
+
+/// Appends `range` of a file of a `file://` remote to a blob being written; returns the writer
+/// and the bytes copied.
+fn copy_range(
+    mut file: std::fs::File,
+    path: &Path,
+    range: std::ops::Range<u64>,
+    mut writer: BlobWriter,
+) -> Result<(BlobWriter, u64), StoreError> {
+    let read_err = |e| StoreError::io(path, e);
+    file.seek(SeekFrom::Start(range.start)).map_err(read_err)?;
+    let mut file = file.take(range.end - range.start);
+    let mut chunk = vec![0u8; WRITE_BATCH];
+    let mut copied = 0;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => return Ok((writer, copied)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        writer
+            .write_all(&chunk[..n])
+            .map_err(|e| StoreError::io(writer.path(), e))?;
+        copied += n as u64;
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,6 +15,12 @@ use crate::{Digest, Manifest, StoreError};
 
 /// Distinguishes temp files made by one process, across all stores it opens.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes read at a time when a file is copied into the store.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Bytes a [`BlobWriter`] gathers before hashing and writing them.
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// A local content-addressed store rooted at a directory (default `.uinfo/`).
 ///
@@ -77,8 +83,7 @@ impl Store {
 
     /// Where the blob named `d` lies (whether or not present).
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.root.join("blobs").join(&hex[..2]).join(hex)
+        blob_path_in(&self.root, d)
     }
 
     /// Where the manifest stored under `key` lies (whether or not present).
@@ -104,25 +109,48 @@ impl Store {
             return Ok(d);
         }
         let temp = self.write_temp("blob", bytes, true)?;
-        self.place(temp, &self.blob_path(&d))?;
+        place(temp, &self.blob_path(&d))?;
         Ok(d)
     }
 
-    /// Stores a copy of the file at `src` if absent and returns its digest; the digest is that
-    /// of the copy, so a file that changes while being copied is never stored under a wrong name.
+    /// Stores a copy of the file at `src` if absent and returns its digest. The file is read
+    /// once, in chunks, hashed as it is copied (memory does not grow with its size); the digest
+    /// is that of the copy, so a file that changes while being copied is never stored under a
+    /// wrong name.
     pub fn put_file(&self, src: &Path) -> Result<Digest, StoreError> {
-        let d = Digest::of_file(src).map_err(|e| StoreError::io(src, e))?;
-        if self.has_blob(&d) {
-            return Ok(d);
+        let mut file = File::open(src).map_err(|e| StoreError::io(src, e))?;
+        let mut writer = self.blob_writer()?;
+        let mut chunk = vec![0u8; COPY_CHUNK];
+        loop {
+            let n = match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io(src, e)),
+            };
+            writer
+                .write_all(&chunk[..n])
+                .map_err(|e| StoreError::io(writer.path(), e))?;
         }
+        writer.finish()
+    }
+
+    /// A writer for a new blob of any size, hashed as it is written to a temp file in `tmp/`;
+    /// [`BlobWriter::finish`] stores it under its digest.
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
         let temp = TempFile::new(self.temp_path("blob"));
-        fs::copy(src, &temp.path).map_err(|e| StoreError::io(src, e))?;
-        finish_temp(&temp.path, true)?;
-        let d = Digest::of_file(&temp.path).map_err(|e| StoreError::io(&temp.path, e))?;
-        if !self.has_blob(&d) {
-            self.place(temp, &self.blob_path(&d))?;
-        }
-        Ok(d)
+        let file = create_temp(&temp.path)?;
+        Ok(BlobWriter {
+            out: BufWriter::with_capacity(
+                WRITE_BUFFER,
+                Hashing {
+                    file,
+                    hasher: blake3::Hasher::new(),
+                },
+            ),
+            temp,
+            root: self.root.clone(),
+        })
     }
 
     /// Reads a blob, checking its digest the first time this `Store` reads it; `Corrupt` on a
@@ -208,7 +236,7 @@ impl Store {
         })?;
         let temp = self.write_temp("manifest", &json, true)?;
         let dir = parent_of(&path);
-        self.ensure_dir(dir)?;
+        ensure_dir(dir)?;
         match fs::hard_link(&temp.path, &path) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
@@ -223,7 +251,7 @@ impl Store {
                 if path.exists() {
                     return Ok(false);
                 }
-                return self.place(temp, &path).map(|()| true);
+                return place(temp, &path).map(|()| true);
             }
             Err(e) => return Err(StoreError::io(path, e)),
         }
@@ -245,8 +273,8 @@ impl Store {
             message: e.to_string(),
         })?;
         let temp = self.write_temp("json", &json, false)?;
-        self.ensure_dir(parent_of(&path))?;
-        self.place(temp, &path)
+        ensure_dir(parent_of(&path))?;
+        place(temp, &path)
     }
 
     /// Reads a JSON file written by [`Store::write_json`]; `None` if absent, `BadJson` if it
@@ -336,46 +364,132 @@ impl Store {
         read_only: bool,
     ) -> Result<TempFile, StoreError> {
         let temp = TempFile::new(self.temp_path(purpose));
-        let tmp_dir = parent_of(&temp.path);
-        if !tmp_dir.is_dir() {
-            fs::create_dir_all(tmp_dir).map_err(|source| StoreError::Unwritable {
-                path: tmp_dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp.path)
-            .map_err(|source| StoreError::Unwritable {
-                path: temp.path.clone(),
-                source,
-            })?;
+        let mut file = create_temp(&temp.path)?;
         file.write_all(bytes)
             .map_err(|e| StoreError::io(&temp.path, e))?;
         drop(file);
         finish_temp(&temp.path, read_only)?;
         Ok(temp)
     }
+}
 
-    /// Renames a finished temp file to `dest` and makes the rename durable.
-    fn place(&self, mut temp: TempFile, dest: &Path) -> Result<(), StoreError> {
-        let dir = parent_of(dest);
-        self.ensure_dir(dir)?;
-        fs::rename(&temp.path, dest).map_err(|e| StoreError::io(dest, e))?;
-        temp.placed = true;
-        sync_dir(dir)
+/// A new blob being written: hashed as it is written, through a buffer, to a temp file in the
+/// store's `tmp/`. Dropped before [`BlobWriter::finish`], it leaves nothing behind.
+#[derive(Debug)]
+pub struct BlobWriter {
+    out: BufWriter<Hashing>,
+    temp: TempFile,
+    root: PathBuf,
+}
+
+/// A temp file and the hash of what was written to it.
+#[derive(Debug)]
+struct Hashing {
+    file: File,
+    hasher: blake3::Hasher,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 
-    /// Creates `dir` (and parents) if missing, making the new entry durable.
-    fn ensure_dir(&self, dir: &Path) -> Result<(), StoreError> {
-        if dir.is_dir() {
-            return Ok(());
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// The temp file being written, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.temp.path
+    }
+
+    /// The digest of everything written so far.
+    pub fn digest(&mut self) -> Result<Digest, StoreError> {
+        self.out
+            .flush()
+            .map_err(|e| StoreError::io(&self.temp.path, e))?;
+        Ok(Digest(*self.out.get_ref().hasher.finalize().as_bytes()))
+    }
+
+    /// Stores the blob unless the store has it already: the temp file is fsynced, made
+    /// read-only (0444), renamed into place and the fan-out directory fsynced. Returns its
+    /// digest.
+    pub fn finish(mut self) -> Result<Digest, StoreError> {
+        let d = self.digest()?;
+        let Hashing { file, .. } = self
+            .out
+            .into_inner()
+            .map_err(|e| StoreError::io(&self.temp.path, e.into_error()))?;
+        drop(file);
+        let dest = blob_path_in(&self.root, &d);
+        if dest.is_file() {
+            return Ok(d);
         }
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        sync_dir(parent_of(dir))
+        finish_temp(&self.temp.path, true)?;
+        place(self.temp, &dest)?;
+        Ok(d)
     }
+}
+
+fn blob_path_in(root: &Path, d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    root.join("blobs").join(&hex[..2]).join(hex)
+}
+
+/// Creates a new temp file for writing (and `tmp/` if it was removed).
+fn create_temp(path: &Path) -> Result<File, StoreError> {
+    let tmp_dir = parent_of(path);
+    if !tmp_dir.is_dir() {
+        fs::create_dir_all(tmp_dir).map_err(|source| StoreError::Unwritable {
+            path: tmp_dir.to_path_buf(),
+            source,
+        })?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| StoreError::Unwritable {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Renames a finished temp file to `dest` and makes the rename durable.
+fn place(mut temp: TempFile, dest: &Path) -> Result<(), StoreError> {
+    let dir = parent_of(dest);
+    ensure_dir(dir)?;
+    fs::rename(&temp.path, dest).map_err(|e| StoreError::io(dest, e))?;
+    temp.placed = true;
+    sync_dir(dir)
+}
+
+/// Creates `dir` (and parents) if missing, making the new entry durable.
+fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    sync_dir(parent_of(dir))
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -417,6 +531,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// A temp file removed on drop unless it was renamed into place.
+#[derive(Debug)]
 struct TempFile {
     path: PathBuf,
     placed: bool,
@@ -713,6 +828,41 @@ mod tests {
         fs::write(fan.join("notes.txt"), b"").unwrap();
         fs::write(store.root().join("blobs/README"), b"").unwrap();
         assert_eq!(store.blobs().unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn blob_writer_hashes_as_it_writes_and_cleans_up() {
+        let (_dir, store) = store();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = store.blob_writer().unwrap();
+        for piece in data.chunks(7_001) {
+            w.write_all(piece).unwrap();
+        }
+        assert_eq!(w.digest().unwrap(), Digest::of(&data));
+        let d = w.finish().unwrap();
+        assert_eq!(d, Digest::of(&data));
+        let meta = fs::metadata(store.blob_path(&d)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert_eq!(store.read_blob(&d).unwrap(), data);
+        assert!(tmp_is_empty(&store));
+
+        // The same content again keeps the first blob.
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(&data).unwrap();
+        assert_eq!(w.finish().unwrap(), d);
+        assert_eq!(fs::metadata(store.blob_path(&d)).unwrap().ino(), meta.ino());
+        assert!(tmp_is_empty(&store));
+
+        // Dropped unfinished: nothing stored, nothing left in tmp/.
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"abandoned").unwrap();
+        drop(w);
+        assert!(!store.has_blob(&Digest::of(b"abandoned")));
+        assert!(tmp_is_empty(&store));
+
+        let empty = store.blob_writer().unwrap().finish().unwrap();
+        assert_eq!(empty, Digest::of(b""));
+        assert_eq!(store.read_blob(&empty).unwrap(), b"");
     }
 
     #[test]
