@@ -483,6 +483,55 @@ impl Remote {
         })
     }
 
+    /// Sends the given local blobs that the remote lacks (what a Slurm job on a machine without
+    /// the driver's store reads: node specifications and parents' outputs).
+    pub fn push_blobs(&self, local: &Store, blobs: &[Digest]) -> Result<(), RemoteError> {
+        self.runtime.block_on(async {
+            let buffers = &Buffers::default();
+            futures::stream::iter(blobs.iter().map(|d| async move {
+                match self.objects.head(&self.blob(d)).await {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::NotFound { .. }) => self
+                        .put_blob(local, d, PutMode::Create, buffers)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(self.fail(&e)),
+                }
+            }))
+            .buffer_unordered(self.jobs)
+            .try_collect::<()>()
+            .await
+        })
+    }
+
+    /// Fetches the given blobs that the local store lacks, each checked against its name;
+    /// one that is missing or corrupt on the remote is an error naming it.
+    pub fn fetch_blobs(&self, local: &Store, blobs: &[Digest]) -> Result<(), RemoteError> {
+        let wanted: BTreeSet<Digest> = blobs
+            .iter()
+            .filter(|d| !local.has_blob(d))
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let bad = self.runtime.block_on(self.download(
+            local,
+            &wanted,
+            &HashMap::new(),
+            &Counter::default(),
+            &Silent,
+        ))?;
+        match bad.into_iter().next() {
+            None => Ok(()),
+            Some((_, why)) => Err(RemoteError::Unusable {
+                remote: self.name.clone(),
+                url: self.url.clone(),
+                problem: why,
+            }),
+        }
+    }
+
     /// Downloads blobs in parallel, storing those whose content matches their name; returns
     /// each blob that is missing on the remote or corrupt, with a problem line. `sizes` holds
     /// the remote's sizes where listed; other blobs' sizes are asked for.

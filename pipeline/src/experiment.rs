@@ -15,6 +15,10 @@ use stages::task::cifar::{self, CifarParams};
 use stages::task::TaskParams;
 use stages::train::{Optimiser, Schedule};
 
+use crate::device::Device;
+use crate::resources::Resources;
+use crate::stage::Stage;
+
 /// Bad experiment input: one message naming the file and the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -86,6 +90,8 @@ struct FileDoc {
     extract: ExtractDoc,
     #[serde(default)]
     claims: ClaimsDoc,
+    #[serde(default)]
+    resources: BTreeMap<String, Resources>,
 }
 
 /// `[dataset]`: the task, and its settings. The checkerboard's settings are refused for CIFAR,
@@ -133,6 +139,7 @@ struct ExtractDoc {
     keep: bool,
     train_examples: usize,
     val_examples: usize,
+    device: Option<Device>,
 }
 
 impl Default for ExtractDoc {
@@ -142,6 +149,7 @@ impl Default for ExtractDoc {
             keep: true,
             train_examples: e.train_examples,
             val_examples: e.val_examples,
+            device: None,
         }
     }
 }
@@ -180,6 +188,7 @@ struct TrainDoc {
     schedule: Schedule,
     checkpoints: Checkpoints,
     phases: Vec<PhaseDoc>,
+    device: Option<Device>,
 }
 
 impl Default for TrainDoc {
@@ -195,6 +204,7 @@ impl Default for TrainDoc {
             schedule: Schedule::Constant,
             checkpoints: Checkpoints::Named("default".into()),
             phases: Vec::new(),
+            device: None,
         }
     }
 }
@@ -225,6 +235,7 @@ struct ProbeDoc {
     null: NullDoc,
     holdout: f64,
     seed: u64,
+    device: Option<Device>,
 }
 
 /// `probe.null`: `true` for every run, `false` for none, `"first-seed"` for the first seed of
@@ -251,6 +262,7 @@ impl Default for ProbeDoc {
             null: NullDoc::Flag(d.null),
             holdout: d.holdout,
             seed: d.seed,
+            device: None,
         }
     }
 }
@@ -316,6 +328,18 @@ pub struct Run {
     pub model_axes: Vec<String>,
     /// Which swept column names are settings of training phases (a perturbation of training).
     pub phase_axes: Vec<String>,
+    /// Where training and extraction run.
+    pub devices: Devices,
+}
+
+/// Where a run's device-dependent stages run: set by `train.device` and `extract.device`, then
+/// by [`choose_devices`]; unset means the CPU. The decoders always run on the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Devices {
+    /// Training segments.
+    pub train: Option<Device>,
+    /// Extraction, in its own node or inside each probe node (`extract.keep = false`).
+    pub extract: Option<Device>,
 }
 
 impl Run {
@@ -360,6 +384,8 @@ pub struct Experiment {
     pub text: String,
     /// Every run, in sweep order.
     pub runs: Vec<Run>,
+    /// What each stage's Slurm jobs ask for (`[resources.<stage>]`); never part of a key.
+    pub resources: BTreeMap<Stage, Resources>,
 }
 
 /// The default checkpoint schedule: dense early, sparse late, always ending at `epochs`.
@@ -438,6 +464,7 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
     let combos = cross_product(&axes);
     let mut runs = Vec::new();
     let mut header: Option<(Option<String>, Option<String>)> = None;
+    let mut resources = BTreeMap::new();
     for combo in combos {
         let mut doc = root.clone();
         for (axis, value) in axes.iter().zip(&combo) {
@@ -458,7 +485,17 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
                 err(format!("key `{path}`: {inner}"))
             }
         })?;
-        header.get_or_insert((parsed.name.clone(), parsed.description.clone()));
+        if header.is_none() {
+            header = Some((parsed.name.clone(), parsed.description.clone()));
+            for (stage, r) in &parsed.resources {
+                let st = Stage::parse(stage).ok_or_else(|| {
+                    err(format!(
+                        "key `resources.{stage}`: unknown stage (dataset, init, train, extract, probe, analyze, report)"
+                    ))
+                })?;
+                resources.insert(st, r.clone());
+            }
+        }
         let params: Vec<(String, ParamValue)> = axes
             .iter()
             .zip(&combo)
@@ -479,6 +516,7 @@ pub fn parse(text: &str, file: &str, stem: &str) -> Result<Experiment, Experimen
         source: file.to_string(),
         text: text.to_string(),
         runs,
+        resources,
     })
 }
 
@@ -519,7 +557,10 @@ fn collect_axes(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<Axis>) {
                     collect_axes(item, path, out);
                     path.pop();
                 }
-            } else if !LIST_KEYS.contains(&dotted.as_str()) && !dotted.ends_with("schedule") {
+            } else if !LIST_KEYS.contains(&dotted.as_str())
+                && !dotted.ends_with("schedule")
+                && !dotted.starts_with("resources.")
+            {
                 out.push(Axis {
                     path: path.clone(),
                     column: String::new(),
@@ -821,6 +862,11 @@ fn expand_runs(
             "key `probe.null`: expected true, false or \"first-seed\", got {s:?}"
         )),
     };
+    if let Some(d @ Device::Cuda(_)) = p.device {
+        return Err(format!(
+            "key `probe.device`: the decoders run on the CPU only, not on {d}; set `train.device` and `extract.device`"
+        ));
+    }
     let e = &doc.extract;
     positive("extract.train_examples", e.train_examples as f64)?;
     positive("extract.val_examples", e.val_examples as f64)?;
@@ -867,6 +913,10 @@ fn expand_runs(
                 dataset_axes: section_axes("dataset"),
                 model_axes: section_axes("model"),
                 phase_axes: phase_axes.clone(),
+                devices: Devices {
+                    train: t.device,
+                    extract: e.device,
+                },
             };
             run.id = run.id_with(|_| true, true);
             Ok(run)
@@ -935,6 +985,16 @@ fn task_params(d: &DatasetDoc) -> Result<TaskParams, String> {
         other => Err(format!(
             "key `dataset.task`: unknown task {other:?} (known: checkerboard, cifar10, cifar100)"
         )),
+    }
+}
+
+/// Settles where every run's training and extraction run: `cli` (`--device`) for all, else what
+/// the experiment file says, else `env` (`UINFO_DEVICE`), else the CPU.
+pub fn choose_devices(exp: &mut Experiment, cli: Option<Device>, env: Option<Device>) {
+    let pick = |file: Option<Device>| Some(cli.or(file).or(env).unwrap_or_default());
+    for run in &mut exp.runs {
+        run.devices.train = pick(run.devices.train);
+        run.devices.extract = pick(run.devices.extract);
     }
 }
 

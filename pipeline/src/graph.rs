@@ -9,6 +9,7 @@ use stages::analysis::RunInfo;
 use stages::probe::ProbeParams;
 use stages::train::SegmentParams;
 
+use crate::device::Device;
 use crate::experiment::{Experiment, Run};
 use crate::stage::Stage;
 
@@ -41,6 +42,9 @@ pub struct Node {
     pub inputs: Vec<Input>,
     /// The first run this node belongs to (for selectors), if any.
     pub run: Option<String>,
+    /// Where it runs. Its domain enters the key of device-dependent stages; the GPU's number
+    /// does not.
+    pub device: Device,
 }
 
 /// An experiment's nodes in topological order.
@@ -60,9 +64,11 @@ impl Graph {
         params: Value,
         inputs: Vec<Input>,
         run: Option<&str>,
+        device: Device,
     ) -> NodeId {
         let ident = json!({
             "stage": stage.name(),
+            "domain": stage.domain_dependent().then(|| device.domain()),
             "params": params,
             "inputs": inputs.iter().map(|i| json!([i.name, i.node, i.output])).collect::<Vec<_>>(),
         })
@@ -78,6 +84,7 @@ impl Graph {
             params,
             inputs,
             run: run.map(str::to_string),
+            device,
         });
         self.identity.insert(ident, id);
         id
@@ -145,7 +152,15 @@ pub fn build(exp: &Experiment) -> Graph {
             s if s.is_empty() => "dataset".to_string(),
             s => format!("dataset/{s}"),
         };
-        let dataset = g.add(data_name, Stage::Dataset, json!(run.dataset), vec![], None);
+        let cpu = Device::Cpu;
+        let dataset = g.add(
+            data_name,
+            Stage::Dataset,
+            json!(run.dataset),
+            vec![],
+            None,
+            cpu,
+        );
         datasets.push(dataset);
         let classes = run.dataset.task().classes(&run.target).expect("validated");
         let init_name = format!("init/{}", run.id_with(in_set(&run.model_axes), true));
@@ -155,7 +170,18 @@ pub fn build(exp: &Experiment) -> Graph {
             "classes": classes,
             "seed": run.seed,
         });
-        let init = g.add(init_name, Stage::Init, init_params, vec![], Some(&run.id));
+        let init = g.add(
+            init_name,
+            Stage::Init,
+            init_params,
+            vec![],
+            Some(&run.id),
+            cpu,
+        );
+        let (train_device, extract_device) = (
+            run.devices.train.unwrap_or_default(),
+            run.devices.extract.unwrap_or_default(),
+        );
         let probe_axes = run.probe_axes.clone();
         let train_id = run.id_with(|k| !probe_axes.contains(&k.to_string()), true);
         let mut boundaries: Vec<usize> = run.checkpoints.clone();
@@ -194,6 +220,7 @@ pub fn build(exp: &Experiment) -> Graph {
                     input("dataset", dataset, "dataset.safetensors"),
                 ],
                 Some(&run.id),
+                train_device,
             );
             logs.push((r, seg));
             checkpoint_at.insert(b, seg);
@@ -210,6 +237,7 @@ pub fn build(exp: &Experiment) -> Graph {
                     json!(run.extract),
                     vec![checkpoint, data.clone()],
                     Some(&run.id),
+                    extract_device,
                 );
                 let reps = input("representations", node, "representations.safetensors");
                 (reps, None)
@@ -229,6 +257,7 @@ pub fn build(exp: &Experiment) -> Graph {
                     json!(params),
                     vec![source.clone(), data.clone()],
                     Some(&run.id),
+                    if run.keep { cpu } else { extract_device },
                 );
                 probes.push((r, probe));
             }
@@ -252,7 +281,14 @@ pub fn build(exp: &Experiment) -> Graph {
         "perturb_axis": exp.runs.first().and_then(|r| r.phase_axes.first()),
         "c1_fraction": exp.runs.first().map(|r| r.c1_fraction),
     });
-    let analyze = g.add("analyze".into(), Stage::Analyze, params, inputs, None);
+    let analyze = g.add(
+        "analyze".into(),
+        Stage::Analyze,
+        params,
+        inputs,
+        None,
+        Device::Cpu,
+    );
     let task = exp.runs[0].dataset.task().claims();
     let report_inputs = Stage::Analyze
         .outputs()
@@ -271,6 +307,7 @@ pub fn build(exp: &Experiment) -> Graph {
         }),
         report_inputs,
         None,
+        Device::Cpu,
     );
     g
 }

@@ -3,6 +3,8 @@
 //!
 //! Depends on `stages` (the science), `reports` and `artifacts` (the store); nothing depends on it.
 
+pub mod check;
+pub mod device;
 pub mod error;
 pub mod exec;
 pub mod experiment;
@@ -12,6 +14,7 @@ pub mod ops;
 pub mod plan;
 pub mod record;
 pub mod remotes;
+pub mod resources;
 pub mod runner;
 pub mod select;
 pub mod stage;

@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+use pipeline::device::{self, Device};
 use pipeline::error::UsageError;
+use pipeline::exec::slurm::SlurmOptions;
 use pipeline::exec::{Options, RunRemote};
 use pipeline::experiment::{self, Experiment, ExperimentError};
 use pipeline::ops;
@@ -35,6 +37,11 @@ struct Cli {
     /// `cifar-10-batches-bin/` or `cifar-100-binary/`, or their `.tar.gz` archives.
     #[arg(long, global = true, env = "UINFO_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Where training and extraction run, for every stage: cpu, cuda (GPU 0) or cuda:N. Without
+    /// it, the experiment file's `train.device` and `extract.device` apply, then the
+    /// environment variable UINFO_DEVICE, then cpu. Results on cpu and cuda have different keys.
+    #[arg(long, global = true, value_name = "DEVICE", value_parser = Device::parse)]
+    device: Option<Device>,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,6 +99,17 @@ enum Command {
         push: bool,
         #[command(flatten)]
         select: Select,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Run one job's nodes from their frozen specification in the store (what Slurm jobs run).
+    Exec {
+        /// The job specification's digest.
+        spec: String,
+        /// The object store that holds the specification and the parents' outputs, and
+        /// receives the results (when compute nodes do not share the driver's store).
+        #[arg(long, value_name = "URL")]
+        remote_url: Option<String>,
     },
     /// Manage remotes: object stores (s3://BUCKET/PREFIX, file:///PATH) that share results.
     #[command(subcommand)]
@@ -189,6 +207,14 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Check a device against the CPU: a forward pass and a training step per network (fc,
+    /// allcnn, resnet18), determinism by digest, and with --speed-batch ResNet-18 training speed.
+    /// Exit 1 when a check fails, 2 when the device cannot be used.
+    CheckDevice {
+        /// Time ResNet-18 training at this batch size.
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        speed_batch: Option<usize>,
+    },
     /// Copy an experiment's tables and report into a folder.
     Export {
         /// Experiment name.
@@ -196,6 +222,62 @@ enum Command {
         /// Destination folder.
         dir: PathBuf,
     },
+}
+
+/// How `uinfo run` uses Slurm.
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// Where nodes run: `local` (worker threads here) or `slurm` (one sbatch job per node, or
+    /// per run's chain with --group run).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    executor: String,
+    /// Slurm: `run` sends each run's chain of train segments, extracts and probes as one job;
+    /// `node` sends one job per node.
+    #[arg(long, default_value = "run", value_parser = ["run", "node"])]
+    group: String,
+    /// Slurm: jobs in flight at most.
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+    max_jobs: usize,
+    /// Slurm: on Ctrl-C, leave the submitted jobs running (a later run adopts them) instead of
+    /// cancelling them.
+    #[arg(long)]
+    detach: bool,
+    /// Slurm: the uinfo binary as compute nodes see it (default: this binary's path).
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+    /// Slurm: the folder for job logs (default: `slurm/` in the store).
+    #[arg(long, value_name = "DIR")]
+    logs: Option<PathBuf>,
+}
+
+impl SlurmArgs {
+    /// The Slurm options of a run, or None for the local executor.
+    fn options(&self, cli: &Cli, exp: &Experiment) -> Result<Option<SlurmOptions>> {
+        if self.executor != "slurm" {
+            return Ok(None);
+        }
+        let store = std::path::absolute(&cli.store)?;
+        Ok(Some(SlurmOptions {
+            binary: match &self.binary {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?,
+            },
+            logs: match &self.logs {
+                Some(l) => std::path::absolute(l)?,
+                None => store.join("slurm"),
+            },
+            data: match &cli.data {
+                Some(d) => Some(std::path::absolute(d)?),
+                None => None,
+            },
+            store,
+            max_jobs: self.max_jobs,
+            group: self.group == "run",
+            detach: self.detach,
+            resources: exp.resources.clone(),
+            poll: std::time::Duration::from_millis(500),
+        }))
+    }
 }
 
 /// `uinfo remote ...`.
@@ -288,12 +370,11 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 /// Where a run's nodes read their data: `--data` / `UINFO_DATA`, else the folder the
 /// experiment file names.
 fn context(cli: &Cli, exp: &Experiment) -> Context {
-    Context {
-        data_dir: cli
-            .data
+    Context::new(
+        cli.data
             .clone()
             .or_else(|| exp.runs.iter().find_map(|r| r.data_dir.clone())),
-    }
+    )
 }
 
 /// The number of cores, the default for `-j`.
@@ -303,11 +384,18 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Reads an experiment (default: the built-in `checkerboard`) and finds the data its datasets
-/// read, so that every node's key can be computed.
-fn load(arg: Option<&str>, data: Option<&Path>) -> Result<Experiment> {
+/// Reads an experiment (default: the built-in `checkerboard`), settles its devices and finds
+/// the data its datasets read, so that every node's key can be computed.
+fn load(cli: &Cli, arg: Option<&str>) -> Result<Experiment> {
     let mut exp = experiment::load(arg.unwrap_or("checkerboard"))?;
-    experiment::locate_data(&mut exp, data)?;
+    let env = match std::env::var(device::ENV) {
+        Ok(v) if !v.is_empty() => {
+            Some(Device::parse(&v).map_err(|e| UsageError(format!("{}: {e}", device::ENV)))?)
+        }
+        _ => None,
+    };
+    experiment::choose_devices(&mut exp, cli.device, env);
+    experiment::locate_data(&mut exp, cli.data.as_deref())?;
     Ok(exp)
 }
 
@@ -335,6 +423,72 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
+        Command::Exec { spec, remote_url } => {
+            let spec: artifacts::Digest = spec
+                .parse()
+                .map_err(|e| UsageError(format!("`{spec}` is not a digest: {e}")))?;
+            let ctx = Context::new(cli.data.clone());
+            let (store, remote) = match remote_url {
+                Some(url) => (
+                    ops::open_store(&cli.store)?,
+                    Some(artifacts::remote::Remote::open("job", url)?),
+                ),
+                None => (
+                    ops::open_store_if_exists(&cli.store)?.ok_or_else(|| {
+                        UsageError(format!("no store at {}", cli.store.display()))
+                    })?,
+                    None,
+                ),
+            };
+            let ok = pipeline::exec::slurm::run_job(&store, &spec, remote.as_ref(), &ctx)?;
+            Ok(ExitCode::from(if ok { 0 } else { 1 }))
+        }
+        Command::CheckDevice { speed_batch } => {
+            let device = cli.device.unwrap_or(Device::Cuda(0));
+            let ctx = Context::new(None);
+            ctx.gpus
+                .backend(device)
+                .map_err(|e| UsageError(format!("{e:#}")))?;
+            let c = pipeline::check::check_device(device, &ctx, *speed_batch)?;
+            if cli.json {
+                print_json(&c);
+            } else {
+                println!("{} (domain {}) against the CPU:", c.device, c.domain);
+                let at = |t: &str| {
+                    if t.is_empty() {
+                        "-".to_string()
+                    } else {
+                        t.to_string()
+                    }
+                };
+                for a in &c.agreement {
+                    println!(
+                        "  {:<9} forward {:.1e} ({}), step {:.1e} ({}): {}",
+                        a.arch,
+                        a.forward,
+                        at(&a.forward_tensor),
+                        a.step,
+                        at(&a.step_tensor),
+                        if a.ok { "ok" } else { "TOO FAR" }
+                    );
+                }
+                for d in &c.determinism {
+                    let same = if d.identical {
+                        "identical"
+                    } else {
+                        "DIFFERENT"
+                    };
+                    println!("  {}: {same}", d.what);
+                }
+                if let Some(s) = &c.speed {
+                    println!(
+                        "  {} training at batch {}: {:.1} images/s",
+                        s.arch, s.batch, s.images_per_second
+                    );
+                }
+            }
+            Ok(ExitCode::from(if c.passed() { 0 } else { 1 }))
+        }
         Command::Run {
             experiment,
             jobs,
@@ -342,8 +496,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             remote,
             push,
             select,
+            slurm,
         } => {
-            let exp = load(experiment.as_deref(), cli.data.as_deref())?;
+            let exp = load(cli, experiment.as_deref())?;
+            let slurm = slurm.options(cli, &exp)?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
             let remote = connect(&store, remote.as_deref(), *push)?;
@@ -354,6 +510,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 quiet: *quiet || cli.json,
                 remote: remote.as_ref(),
                 ctx: &ctx,
+                slurm: slurm.as_ref(),
             };
             let s = ops::run(&exp, &store, &selector, opts)?;
             if cli.json {
@@ -456,7 +613,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let pushing = matches!(cli.command, Command::Push { .. });
             let exp = experiment
                 .as_deref()
-                .map(|e| load(Some(e), cli.data.as_deref()))
+                .map(|e| load(cli, Some(e)))
                 .transpose()?;
             let store = ops::open_store(&cli.store)?;
             let _in_use = store.lock_use()?;
@@ -482,7 +639,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             remote,
             select,
         } => {
-            let exp = load(experiment.as_deref(), cli.data.as_deref())?;
+            let exp = load(cli, experiment.as_deref())?;
             let selector = select.selector()?;
             let store = match remote {
                 Some(_) => Some(ops::open_store(&cli.store)?),
@@ -506,10 +663,14 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             }
             let count = |state: &str| lines.iter().filter(|l| l.state == state).count();
             for l in lines.iter().filter(|l| *all || l.state != "cached") {
+                let on = match l.device.as_str() {
+                    "cpu" => String::new(),
+                    gpu => format!(" [{gpu}]"),
+                };
                 match l.state {
-                    "cached" => println!("cached  {}", l.node),
-                    "remote" => println!("fetch   {}: {}", l.node, l.reason),
-                    _ => println!("run     {}: {}", l.node, l.reason),
+                    "cached" => println!("cached  {}{on}", l.node),
+                    "remote" => println!("fetch   {}{on}: {}", l.node, l.reason),
+                    _ => println!("run     {}{on}: {}", l.node, l.reason),
                 }
             }
             let fetch = match remote {
@@ -523,10 +684,26 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 count("cached"),
                 count("run")
             );
+            let names: std::collections::BTreeSet<&str> =
+                lines.iter().map(|l| l.node.as_str()).collect();
+            for (job, state, nodes) in store
+                .as_ref()
+                .and_then(pipeline::exec::slurm::queued)
+                .unwrap_or_default()
+            {
+                let ours: Vec<&String> = nodes
+                    .iter()
+                    .filter(|n| names.contains(n.as_str()))
+                    .collect();
+                if !ours.is_empty() {
+                    let list: Vec<&str> = ours.iter().map(|s| s.as_str()).collect();
+                    println!("slurm job {job} {state}: {}", list.join(", "));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Why { node, experiment } => {
-            let exp = load(Some(experiment), cli.data.as_deref())?;
+            let exp = load(cli, Some(experiment))?;
             let store = ops::open_store_if_exists(&cli.store)?;
             print!("{}", ops::why(&exp, store.as_ref(), node)?);
             Ok(ExitCode::SUCCESS)
@@ -629,9 +806,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 sample: recompute.flatten(),
                 selector: select.selector()?,
                 jobs: jobs.unwrap_or_else(cores),
-                ctx: Context {
-                    data_dir: cli.data.clone(),
-                },
+                ctx: Context::new(cli.data.clone()),
             };
             let r = pipeline::maintain::verify(&store, *repair, &recompute)?;
             if cli.json {

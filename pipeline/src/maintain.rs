@@ -6,6 +6,7 @@ use anyhow::{anyhow, Result};
 use artifacts::{Digest, Manifest, Store, StoreError};
 use serde::Serialize;
 
+use crate::device::Device;
 use crate::error::UsageError;
 use crate::graph::Node;
 use crate::record::Record;
@@ -188,6 +189,13 @@ fn recompute_one(store: &Store, stage: Stage, m: &Manifest, ctx: &Context) -> Re
         params: m.params.clone(),
         inputs: Vec::new(),
         run: None,
+        device: Device::for_domain(&m.provenance.domain).ok_or_else(|| {
+            anyhow::anyhow!(
+                "node {}: unknown numerics domain `{}`",
+                m.provenance.node,
+                m.provenance.domain
+            )
+        })?,
     };
     let files = compute(&node, &m.inputs, store, ctx)?;
     let differing = m

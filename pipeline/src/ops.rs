@@ -56,6 +56,8 @@ pub struct NodeStatus {
     pub reason: String,
     /// Its key, when known.
     pub key: Option<String>,
+    /// Where it runs (`cpu`, `cuda:N`).
+    pub device: String,
 }
 
 /// The state of every node of an experiment in a store (a dry run); with a remote, nodes it
@@ -91,6 +93,7 @@ pub fn status(
                 state: "cached",
                 reason: String::new(),
                 key: Some(m.key.hex()),
+                device: n.device.to_string(),
             },
             State::ToRun(r) => NodeStatus {
                 node: n.name.clone(),
@@ -101,6 +104,7 @@ pub fn status(
                     _ => r.clone(),
                 },
                 key: None,
+                device: n.device.to_string(),
             },
         })
         .collect();
@@ -151,7 +155,10 @@ pub fn run(
     let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
     // Stale nodes a selector leaves out end as "skipped" in the execution; they are not failures' fallout.
     let left_out = stale.len() - to_run.len();
-    let ex = execute(&graph, &plan, &to_run, store, opts);
+    if opts.remote.is_none() {
+        open_devices(&graph, &to_run, opts.ctx)?;
+    }
+    let ex = execute(&graph, &plan, &to_run, store, opts)?;
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
     record.source = exp.source.clone();
@@ -199,6 +206,26 @@ pub fn run(
         outputs,
         files,
     })
+}
+
+/// Opens every GPU the nodes to run need, before any runs: a GPU that cannot be used is a usage
+/// error naming the first node that needs it.
+fn open_devices(graph: &Graph, to_run: &[usize], ctx: &crate::runner::Context) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for node in to_run.iter().map(|&i| &graph.nodes[i]) {
+        if node.device.is_gpu() && seen.insert(node.device) {
+            if let Err(e) = ctx.gpus.backend(node.device) {
+                return Err(UsageError(format!(
+                    "node {} runs on {} (domain {}): {e:#}",
+                    node.name,
+                    node.device,
+                    node.device.domain()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn entry(m: &Manifest) -> RecordEntry {

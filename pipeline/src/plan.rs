@@ -48,7 +48,7 @@ pub fn key(node: &Node, inputs: &BTreeMap<String, Digest>) -> Digest {
         "inputs": inputs.iter().map(|(k, d)| (k.clone(), Value::String(d.hex()))).collect::<serde_json::Map<_, _>>(),
     });
     if node.stage.domain_dependent() {
-        v["domain"] = json!(stages::DOMAIN);
+        v["domain"] = json!(node.device.domain());
     }
     canonical_key(&v)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
 use artifacts::{Digest, Store};
@@ -18,21 +19,38 @@ use stages::task::{Source, TaskParams};
 use stages::tensors::TensorFile;
 use stages::train::{run_segment, SegmentParams};
 
+use crate::device::Gpus;
 use crate::graph::Node;
 use crate::stage::Stage;
 
 /// The uinfo version recorded in outputs and provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Test-only switch: a node whose name contains this variable's value panics instead of
+/// running (how the tests show that a panic fails its node and nothing hangs).
+pub const TEST_PANIC: &str = "UINFO_TEST_PANIC";
+
 /// What a node reads from its parents: input name → content digest of the file it names.
 pub type Inputs = BTreeMap<String, Digest>;
 
 /// Where a node runs, beyond its key: what it needs from the machine but must not change its
-/// bytes (the data folder a dataset is read from).
+/// bytes (the data folder a dataset is read from, the GPUs opened so far).
 #[derive(Clone, Debug, Default)]
 pub struct Context {
     /// The data folder (`--data DIR` or `UINFO_DATA`, else the experiment file's).
     pub data_dir: Option<PathBuf>,
+    /// The GPUs this process has opened.
+    pub gpus: Arc<Gpus>,
+}
+
+impl Context {
+    /// A context that reads data from `data_dir`.
+    pub fn new(data_dir: Option<PathBuf>) -> Context {
+        Context {
+            data_dir,
+            gpus: Arc::default(),
+        }
+    }
 }
 
 fn read_tensors(store: &Store, inputs: &Inputs, name: &str) -> Result<TensorFile> {
@@ -115,6 +133,11 @@ pub fn compute(
     store: &Store,
     ctx: &Context,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
+    if let Ok(s) = std::env::var(TEST_PANIC) {
+        if !s.is_empty() && node.name.contains(&s) {
+            panic!("test panic in node {} ({TEST_PANIC})", node.name);
+        }
+    }
     let mut out = BTreeMap::new();
     let stage = node.stage.name();
     match node.stage {
@@ -146,7 +169,8 @@ pub fn compute(
             let p: SegmentParams = serde_json::from_value(node.params.clone())?;
             let start = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
-            let (end, logs) = run_segment(&start, &data, &p)?;
+            let backend = ctx.gpus.backend(node.device)?;
+            let (end, logs) = run_segment(&start, &data, &p, backend.as_ref())?;
             out.insert(
                 "checkpoint.safetensors".into(),
                 end.to_file(stage, VERSION).to_bytes(),
@@ -157,7 +181,8 @@ pub fn compute(
             let p: ExtractParams = serde_json::from_value(node.params.clone())?;
             let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
             let data = dataset(store, inputs, "dataset")?;
-            let mut f = extract(&ckpt, &data, &p)?;
+            let backend = ctx.gpus.backend(node.device)?;
+            let mut f = extract(&ckpt, &data, &p, backend.as_ref())?;
             f.metadata.insert("stage".into(), stage.into());
             f.metadata.insert("uinfo_version".into(), VERSION.into());
             out.insert("representations.safetensors".into(), f.to_bytes());
@@ -168,7 +193,7 @@ pub fn compute(
             let reps = match &p.extract {
                 Some(e) => {
                     let ckpt = Checkpoint::from_file(&read_tensors(store, inputs, "checkpoint")?)?;
-                    extract(&ckpt, &data, e)?
+                    extract(&ckpt, &data, e, ctx.gpus.backend(node.device)?.as_ref())?
                 }
                 None => read_tensors(store, inputs, "representations")?,
             };

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use artifacts::{Manifest, Provenance, Store};
-use pipeline::experiment::parse;
+use pipeline::device::Device;
+use pipeline::experiment::{choose_devices, parse};
 use pipeline::graph::{build, Graph};
 use pipeline::plan::{key, plan, State};
 
@@ -88,4 +89,91 @@ fn an_unreadable_cached_result_is_an_error_naming_the_node() {
     assert!(err.contains("node dataset"), "{err}");
     assert!(err.contains("does not parse"), "{err}");
     assert!(err.contains("verify --repair"), "{err}");
+}
+
+/// The key of every node of a graph whose runs train and extract on `device`, each node given
+/// the same made-up input digests, so that only the numerics domain can tell keys apart.
+fn keys_on(device: Option<Device>) -> BTreeMap<String, artifacts::Digest> {
+    let mut exp = parse(
+        "[train]\nseeds = 1\nepochs = 2\ncheckpoints = [0, 1, 2]\n",
+        "t.toml",
+        "t",
+    )
+    .unwrap();
+    choose_devices(&mut exp, device, None);
+    let g = build(&exp);
+    let same = artifacts::Digest::of(b"the same parent output");
+    g.nodes
+        .iter()
+        .map(|n| {
+            let inputs = n.inputs.iter().map(|i| (i.name.clone(), same)).collect();
+            (n.name.clone(), key(n, &inputs))
+        })
+        .collect()
+}
+
+#[test]
+fn the_domain_keys_device_dependent_nodes_and_never_the_gpu_number() {
+    let cpu = keys_on(None);
+    let cuda0 = keys_on(Some(Device::Cuda(0)));
+    let cuda1 = keys_on(Some(Device::Cuda(1)));
+    assert_eq!(cpu, keys_on(Some(Device::Cpu)), "unset means cpu");
+    assert_eq!(cuda0, cuda1, "cuda:0 and cuda:1 give one key");
+    for (name, k) in &cpu {
+        let stage = name.split('/').next().unwrap();
+        match stage {
+            "train" | "extract" => assert_ne!(cuda0[name], *k, "{name}: cpu and cuda share a key"),
+            // Decoders run on the CPU; the representations they read carry the device.
+            "dataset" | "init" | "probe" | "analyze" | "report" => {
+                assert_eq!(cuda0[name], *k, "{name}: a device-independent key changed")
+            }
+            other => panic!("unexpected stage {other}"),
+        }
+    }
+}
+
+#[test]
+fn extraction_inside_probe_nodes_carries_its_device() {
+    let mut exp = parse(
+        "[train]\nseeds = 1\nepochs = 1\n[extract]\nkeep = false\ndevice = \"cuda:1\"\n",
+        "t.toml",
+        "t",
+    )
+    .unwrap();
+    choose_devices(&mut exp, None, None);
+    let g = build(&exp);
+    let probe = g
+        .nodes
+        .iter()
+        .find(|n| n.name.starts_with("probe/"))
+        .unwrap();
+    assert_eq!(probe.device, Device::Cuda(1));
+    let train = g
+        .nodes
+        .iter()
+        .find(|n| n.name.starts_with("train/"))
+        .unwrap();
+    assert_eq!(train.device, Device::Cpu, "train.device is unset");
+}
+
+#[test]
+fn the_command_line_device_wins_over_the_file_and_the_file_over_the_environment() {
+    let text = "[train]\nseeds = 1\nepochs = 1\ndevice = \"cuda\"\n";
+    let devices = |cli, env| {
+        let mut exp = parse(text, "t.toml", "t").unwrap();
+        choose_devices(&mut exp, cli, env);
+        exp.runs[0].devices
+    };
+    let d = devices(Some(Device::Cpu), Some(Device::Cuda(2)));
+    assert_eq!((d.train, d.extract), (Some(Device::Cpu), Some(Device::Cpu)));
+    let d = devices(None, Some(Device::Cuda(2)));
+    assert_eq!(
+        (d.train, d.extract),
+        (Some(Device::Cuda(0)), Some(Device::Cuda(2)))
+    );
+    let d = devices(None, None);
+    assert_eq!(
+        (d.train, d.extract),
+        (Some(Device::Cuda(0)), Some(Device::Cpu))
+    );
 }

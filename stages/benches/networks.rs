@@ -132,6 +132,7 @@ fn main() {
                 train_examples: n,
                 val_examples: 1,
             },
+            &model::Cpu,
         )
         .unwrap();
         println!(
@@ -163,11 +164,11 @@ fn main() {
         let steps = 2;
         let start = Instant::now();
         for _ in 0..steps {
-            std::hint::black_box(net.step(&x, &y, &sgd));
+            std::hint::black_box(net.step(&x, &y, &sgd).unwrap());
         }
         let train = (steps * batch) as f64 / start.elapsed().as_secs_f64();
         let start = Instant::now();
-        std::hint::black_box(net.forward(&x));
+        std::hint::black_box(net.forward(&x).unwrap());
         let eval = batch as f64 / start.elapsed().as_secs_f64();
         let macs = forward_macs(arch);
         println!(

@@ -38,7 +38,7 @@ impl Checkpoint {
     /// A checkpoint at epoch 0 with zero momentum for every parameter; an error when the
     /// weights do not fit the shape.
     pub fn initial(shape: Shape, weights: Weights, seed: u64) -> Result<Checkpoint> {
-        let (_, momentum) = crate::model::load(&shape, &weights, &Weights::new())?.state();
+        let (_, momentum) = crate::model::load(&shape, &weights, &Weights::new())?.state()?;
         Ok(Checkpoint {
             shape,
             weights,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Batcher, Dataset};
-use crate::model;
+use crate::model::Backend;
 use crate::tensors::{NamedTensor, TensorFile};
 use crate::train::eval_batches;
 
@@ -34,8 +34,14 @@ impl Default for ExtractParams {
 }
 
 /// Runs the network over both splits' subsets and collects the probed layers' activations.
-/// A diverged checkpoint gives a file with no tensors and a `diverged` metadata entry.
-pub fn extract(ckpt: &Checkpoint, data: &Dataset, p: &ExtractParams) -> Result<TensorFile> {
+/// A diverged checkpoint gives a file with no tensors and a `diverged` metadata entry. The
+/// network runs on `backend`.
+pub fn extract(
+    ckpt: &Checkpoint,
+    data: &Dataset,
+    p: &ExtractParams,
+    backend: &dyn Backend,
+) -> Result<TensorFile> {
     let layers = ckpt.shape.probed_layers();
     let mut f = TensorFile::default();
     let splits = match &ckpt.diverged {
@@ -49,7 +55,7 @@ pub fn extract(ckpt: &Checkpoint, data: &Dataset, p: &ExtractParams) -> Result<T
         ],
     };
     if !splits.is_empty() {
-        let model = model::load(&ckpt.shape, &ckpt.weights, &ckpt.momentum)?;
+        let model = backend.load(&ckpt.shape, &ckpt.weights, &ckpt.momentum)?;
         for (name, split) in splits {
             let rows = split.len();
             let mut features: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
@@ -63,7 +69,7 @@ pub fn extract(ckpt: &Checkpoint, data: &Dataset, p: &ExtractParams) -> Result<T
                     }
                     logits.extend(out.logits);
                 },
-            );
+            )?;
             for (layer, values) in layers.iter().zip(features) {
                 let width = values.len() / rows.max(1);
                 f.insert(

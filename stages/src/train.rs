@@ -1,13 +1,13 @@
 //! Training (SPEC §1.5): SGD with momentum and weight decay (PyTorch semantics), learning-rate
 //! schedules, and one segment of training between two checkpoints.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Batcher, Dataset, Inputs};
 use crate::kernels::xent_sums;
-use crate::model::{self, Forward, Model, Sgd};
+use crate::model::{Backend, Forward, Model, Sgd};
 use crate::rng::Rng;
 
 /// How the learning rate changes with the epoch within a phase.
@@ -108,11 +108,13 @@ pub struct Diverged {
 /// epoch. Deterministic: epoch e's order depends only on (seed, e), so a chain of segments gives
 /// the same bits as one uninterrupted run, and the arithmetic ([`crate::kernels`]) gives the same
 /// bits on every CPU. When the loss stops being finite, the returned checkpoint is marked
-/// diverged (see [`Checkpoint::diverged`]) and training from it is a no-op.
+/// diverged (see [`Checkpoint::diverged`]) and training from it is a no-op. The network runs on
+/// `backend`; its errors (a GPU out of memory) name the batch size.
 pub fn run_segment(
     start: &Checkpoint,
     data: &Dataset,
     params: &SegmentParams,
+    backend: &dyn Backend,
 ) -> Result<(Checkpoint, Vec<EpochLog>)> {
     if start.diverged.is_some() {
         return Ok((start.clone(), Vec::new()));
@@ -125,7 +127,7 @@ pub fn run_segment(
         );
     }
     let opt = &params.optimiser;
-    let mut model = model::load(&start.shape, &start.weights, &start.momentum)?;
+    let mut model = backend.load(&start.shape, &start.weights, &start.momentum)?;
     let train = Batcher::new(&data.train, data.norm.as_ref());
     let val = Batcher::new(&data.val, data.norm.as_ref());
     let targets = data.train.label(&params.target)?;
@@ -152,7 +154,11 @@ pub fn run_segment(
             for (t, &i) in y.iter_mut().zip(batch) {
                 *t = targets[i] as usize;
             }
-            let (loss, hits) = model.step(&x[..rows * train.row_size()], &y[..rows], &sgd);
+            let (loss, hits) = model
+                .step(&x[..rows * train.row_size()], &y[..rows], &sgd)
+                .with_context(|| {
+                    format!("training step {} at batch size {}", step + 1, opt.batch)
+                })?;
             if !loss.is_finite() {
                 let d = Diverged {
                     epoch: epoch + 1,
@@ -166,7 +172,7 @@ pub fn run_segment(
             step += 1;
         }
         let (val_loss, val_accuracy) =
-            evaluate(model.as_ref(), &val, val_targets, start.shape.classes);
+            evaluate(model.as_ref(), &val, val_targets, start.shape.classes)?;
         if !val_loss.is_finite() {
             let d = Diverged {
                 epoch: epoch + 1,
@@ -186,7 +192,7 @@ pub fn run_segment(
             val_accuracy,
         });
     }
-    let (weights, momentum) = model.state();
+    let (weights, momentum) = model.state()?;
     let end = Checkpoint {
         shape: start.shape.clone(),
         weights,
@@ -203,29 +209,42 @@ pub fn run_segment(
 pub const EVAL_BATCH: usize = 256;
 
 /// Runs the model in eval mode over every example of a split, `EVAL_BATCH` at a time, handing
-/// each batch's first row and its forward pass to `each`.
-pub fn eval_batches(model: &dyn Model, split: &Batcher, mut each: impl FnMut(usize, Forward)) {
+/// each batch's first row and its forward pass to `each`. Device errors name the batch size.
+pub fn eval_batches(
+    model: &dyn Model,
+    split: &Batcher,
+    mut each: impl FnMut(usize, Forward),
+) -> Result<()> {
     let n = split.len();
     let mut x = vec![0f32; EVAL_BATCH.min(n) * split.row_size()];
     for start in (0..n).step_by(EVAL_BATCH) {
         let rows: Vec<usize> = (start..(start + EVAL_BATCH).min(n)).collect();
         let x = &mut x[..rows.len() * split.row_size()];
         split.gather(&rows, None, x);
-        each(start, model.forward(x));
+        let out = model
+            .forward(x)
+            .with_context(|| format!("eval-mode forward pass at batch size {}", rows.len()))?;
+        each(start, out);
     }
+    Ok(())
 }
 
 /// Mean cross-entropy (nats) and accuracy of the model in eval mode on a split.
-fn evaluate(model: &dyn Model, split: &Batcher, targets: &[i64], classes: usize) -> (f64, f64) {
+fn evaluate(
+    model: &dyn Model,
+    split: &Batcher,
+    targets: &[i64],
+    classes: usize,
+) -> Result<(f64, f64)> {
     let (mut ce, mut correct) = (0f64, 0usize);
     eval_batches(model, split, |start, out| {
         let rows = out.logits.len() / classes.max(1);
         let (c, hits) = xent_sums(&out.logits, &targets[start..start + rows], classes);
         ce += c;
         correct += hits;
-    });
+    })?;
     let n = targets.len().max(1) as f64;
-    (ce / n, correct as f64 / n)
+    Ok((ce / n, correct as f64 / n))
 }
 
 /// The result of a segment whose loss stopped being finite: the segment's starting weights,

@@ -3,7 +3,7 @@
 
 use stages::checkpoint::Checkpoint;
 use stages::data::{Dataset, Inputs, Split};
-use stages::model::{self, Arch, ModelParams, Shape};
+use stages::model::{self, Arch, Cpu, ModelParams, Shape};
 use stages::task::checkerboard::{generate, DatasetParams};
 use stages::task::cifar::CifarParams;
 use stages::task::TaskParams;
@@ -36,13 +36,13 @@ fn chain_equals_whole(
     batch: usize,
     target: &str,
 ) -> Checkpoint {
-    let (whole, whole_log) = run_segment(start, data, &params(5, batch, target)).unwrap();
+    let (whole, whole_log) = run_segment(start, data, &params(5, batch, target), &Cpu).unwrap();
     let mut ckpt = start.clone();
     let mut logs = Vec::new();
     for to in [1, 3, 5] {
         let bytes = ckpt.to_file("train", "test").to_bytes();
         let resumed = Checkpoint::from_file(&TensorFile::from_bytes(&bytes).unwrap()).unwrap();
-        let (next, log) = run_segment(&resumed, data, &params(to, batch, target)).unwrap();
+        let (next, log) = run_segment(&resumed, data, &params(to, batch, target), &Cpu).unwrap();
         logs.extend(log);
         ckpt = next;
     }
@@ -150,8 +150,8 @@ fn another_seed_gives_other_weights() {
     let shape = fc_shape();
     let a = Checkpoint::initial(shape.clone(), model::init(&shape, 0), 0).unwrap();
     let b = Checkpoint::initial(shape.clone(), model::init(&shape, 1), 1).unwrap();
-    let (a1, _) = run_segment(&a, &data, &params(1, 32, "direction")).unwrap();
-    let (b1, _) = run_segment(&b, &data, &params(1, 32, "direction")).unwrap();
+    let (a1, _) = run_segment(&a, &data, &params(1, 32, "direction"), &Cpu).unwrap();
+    let (b1, _) = run_segment(&b, &data, &params(1, 32, "direction"), &Cpu).unwrap();
     assert_ne!(a1.weights, b1.weights);
 }
 

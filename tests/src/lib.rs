@@ -105,6 +105,29 @@ pub fn s3_env() -> &'static [(String, String)] {
     })
 }
 
+/// Starts the one-host Slurm cluster of `scripts/slurm-local.sh` (three emulated nodes, with
+/// accounting) unless it runs; `cgroup` asks for memory enforcement (the script restarts the
+/// daemons when the setting changes).
+pub fn slurm_up(cgroup: bool) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let script = repo_root().join("scripts/slurm-local.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_LOCAL_DBD", "1")
+        .env("SLURM_LOCAL_NODES", "3")
+        .env("SLURM_LOCAL_CGROUP", if cgroup { "1" } else { "0" })
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(
+        status.success(),
+        "{} failed: the Slurm tests need its cluster",
+        script.display()
+    );
+}
+
 /// The user id of this process (0 when the tests run as root, as in CI).
 pub fn process_uid() -> u32 {
     std::fs::read_to_string("/proc/self/status")

@@ -1,19 +1,22 @@
-//! The local executor (SPEC §2.5): a pool of worker threads; nodes are dispatched as soon as their
-//! parents are done. Each node is computed under a per-key lock, after re-checking the store, so
-//! early cutoff and concurrent processes on one store both fall out of the same check.
+//! Executing a plan (SPEC §2.5): a scheduler hands each node to an executor as soon as its
+//! parents are done — the local pool of worker threads ([`local`]) or Slurm jobs ([`slurm`]) —
+//! and both run [`run_node`]: the node computed under a per-key lock, after re-checking the
+//! store, so early cutoff and concurrent processes on one store fall out of the same check.
 
+mod local;
 mod progress;
 mod remote;
+pub mod slurm;
+pub mod spec;
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
 use std::time::{Instant, SystemTime};
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use artifacts::{Manifest, Provenance, Store};
 
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, Node, NodeId};
 use crate::plan::{input_digests, key, Plan, State};
 use crate::runner::{compute, Context, Inputs, VERSION};
 use progress::Progress;
@@ -52,20 +55,34 @@ impl Execution {
 }
 
 /// A node that finished well: its manifest, how it was obtained, and lines to show.
-struct Finished {
-    manifest: Manifest,
-    outcome: Outcome,
-    seconds: f64,
-    notes: Vec<String>,
+pub struct Finished {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Computed, fetched or found in the store.
+    pub outcome: Outcome,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Lines to show (remote warnings, the Slurm job).
+    pub notes: Vec<String>,
 }
 
 /// A finished node, or its error.
-type Done = (NodeId, Result<Finished, String>);
+pub type Done = (NodeId, Result<Finished, String>);
+
+/// Where nodes run: the local worker pool or Slurm. The scheduler ([`execute`]) hands an
+/// executor each node whose parents are done and waits for nodes to finish; both executors
+/// end up in [`run_node`].
+pub trait Executor {
+    /// Starts a node whose parents are done; `inputs` are its parents' output digests.
+    fn start(&mut self, id: NodeId, inputs: Inputs);
+    /// Waits for a started node to finish (any one). Called only while nodes are in flight.
+    fn wait(&mut self) -> Done;
+}
 
 /// How a run executes its nodes.
 #[derive(Clone, Copy)]
 pub struct Options<'a> {
-    /// Worker threads.
+    /// Worker threads of the local executor.
     pub jobs: usize,
     /// No per-node progress.
     pub quiet: bool,
@@ -73,23 +90,46 @@ pub struct Options<'a> {
     pub remote: Option<&'a RunRemote>,
     /// What nodes need from the machine beyond their key.
     pub ctx: &'a Context,
+    /// Run nodes as Slurm jobs instead of local threads.
+    pub slurm: Option<&'a slurm::SlurmOptions>,
 }
 
-/// Runs the given nodes (which the plan marks to run, parents first), with `opts.jobs`
-/// workers, fetching each from the remote instead when it has the result.
+/// Runs the given nodes (which the plan marks to run, parents first) on the local pool or on
+/// Slurm, fetching each from the remote instead when it has the result.
 pub fn execute(
     graph: &Graph,
     plan: &Plan,
     to_run: &[NodeId],
     store: &Store,
     opts: Options,
+) -> Result<Execution> {
+    let progress = Progress::new(to_run.len(), opts.quiet);
+    let ex = match opts.slurm {
+        Some(s) => {
+            let mut slurm =
+                slurm::Slurm::new(graph, plan, to_run, store, s, opts.remote, &progress)?;
+            let ex = schedule(graph, plan, to_run, &mut slurm, &progress);
+            slurm.finish();
+            ex
+        }
+        None => std::thread::scope(|scope| {
+            let mut pool = local::Pool::new(scope, graph, store, opts);
+            schedule(graph, plan, to_run, &mut pool, &progress)
+        }),
+    };
+    progress.finish();
+    Ok(ex)
+}
+
+/// Dispatches nodes to an executor as their parents finish, skipping the descendants of
+/// failed nodes.
+fn schedule(
+    graph: &Graph,
+    plan: &Plan,
+    to_run: &[NodeId],
+    executor: &mut dyn Executor,
+    progress: &Progress,
 ) -> Execution {
-    let Options {
-        jobs,
-        quiet,
-        remote,
-        ctx,
-    } = opts;
     let n = graph.nodes.len();
     let mut manifests: Vec<Option<Manifest>> = plan
         .states
@@ -116,79 +156,55 @@ pub fn execute(
         .collect();
     let mut selected = vec![false; n];
     to_run.iter().for_each(|&i| selected[i] = true);
-    let progress = Progress::new(to_run.len(), quiet);
-    let (job_tx, job_rx) = mpsc::channel::<(NodeId, Inputs)>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || loop {
-                let job = job_rx.lock().expect("job queue").recv();
-                let Ok((id, inputs)) = job else { break };
-                let result =
-                    run_node(graph, id, &inputs, store, remote, ctx).map_err(|e| format!("{e:#}"));
-                if done_tx.send((id, result)).is_err() {
-                    break;
-                }
-            });
+    let mut in_flight = 0usize;
+    let mut ready: Vec<NodeId> = to_run
+        .iter()
+        .copied()
+        .filter(|&i| waiting[i] == 0)
+        .collect();
+    loop {
+        while let Some(id) = ready.pop() {
+            let inputs = input_digests(&graph.nodes[id], |p| manifests[p].as_ref())
+                .expect("parents are done");
+            executor.start(id, inputs);
+            in_flight += 1;
         }
-        drop(done_tx);
-        let mut in_flight = 0usize;
-        let mut ready: Vec<NodeId> = to_run
-            .iter()
-            .copied()
-            .filter(|&i| waiting[i] == 0)
-            .collect();
-        loop {
-            while let Some(id) = ready.pop() {
-                let inputs = input_digests(&graph.nodes[id], |p| manifests[p].as_ref())
-                    .expect("parents are done");
-                job_tx.send((id, inputs)).expect("workers alive");
-                in_flight += 1;
-            }
-            if in_flight == 0 {
-                break;
-            }
-            let Ok((id, result)) = done_rx.recv() else {
-                break;
-            };
-            in_flight -= 1;
-            let name = &graph.nodes[id].name;
-            match result {
-                Ok(Finished {
-                    manifest: m,
-                    outcome,
-                    seconds,
-                    notes,
-                }) => {
-                    notes.iter().for_each(|n| progress.note(n));
-                    let what = match outcome {
-                        Outcome::Computed => "done",
-                        Outcome::Fetched => "fetched",
-                        _ => "cached",
-                    };
-                    progress.finished(name, what, seconds);
-                    outcomes[id] = Some(outcome);
-                    manifests[id] = Some(m);
-                    for &c in &children[id] {
-                        waiting[c] -= 1;
-                        if waiting[c] == 0 && outcomes[c].is_none() && selected[c] {
-                            ready.push(c);
-                        }
+        if in_flight == 0 {
+            break;
+        }
+        let (id, result) = executor.wait();
+        in_flight -= 1;
+        let name = &graph.nodes[id].name;
+        match result {
+            Ok(Finished {
+                manifest: m,
+                outcome,
+                seconds,
+                notes,
+            }) => {
+                notes.iter().for_each(|n| progress.note(n));
+                let what = match outcome {
+                    Outcome::Computed => "done",
+                    Outcome::Fetched => "fetched",
+                    _ => "cached",
+                };
+                progress.finished(name, what, seconds);
+                outcomes[id] = Some(outcome);
+                manifests[id] = Some(m);
+                for &c in &children[id] {
+                    waiting[c] -= 1;
+                    if waiting[c] == 0 && outcomes[c].is_none() && selected[c] {
+                        ready.push(c);
                     }
                 }
-                Err(e) => {
-                    progress.failed(name, &e);
-                    outcomes[id] = Some(Outcome::Failed(e));
-                    skip_descendants(id, &children, &mut outcomes, &progress);
-                }
+            }
+            Err(e) => {
+                progress.failed(name, &e);
+                outcomes[id] = Some(Outcome::Failed(e));
+                skip_descendants(id, &children, &mut outcomes, progress);
             }
         }
-        drop(job_tx);
-    });
-    progress.finish();
+    }
     Execution {
         outcomes: outcomes
             .into_iter()
@@ -215,16 +231,15 @@ fn skip_descendants(
 }
 
 /// Computes one node under its key's lock, unless the store already has its result or the
-/// remote provides it.
-fn run_node(
-    graph: &Graph,
-    id: NodeId,
+/// remote provides it: what every executor runs, in its thread or in `uinfo exec`. A panic
+/// inside the stage is this node's error, with the panic's message.
+pub fn run_node(
+    node: &Node,
     inputs: &Inputs,
     store: &Store,
     remote: Option<&RunRemote>,
     ctx: &Context,
 ) -> Result<Finished> {
-    let node = &graph.nodes[id];
     let k = key(node, inputs);
     let _lock = store.lock_key(&k)?;
     let clock = Instant::now();
@@ -247,12 +262,15 @@ fn run_node(
     }
     let started = SystemTime::now();
     let computing = Instant::now();
-    let files = compute(node, inputs, store, ctx).with_context(|| format!("node {}", node.name))?;
+    let files = std::panic::catch_unwind(AssertUnwindSafe(|| compute(node, inputs, store, ctx)))
+        .map_err(|payload| anyhow!("panicked: {}", panic_message(payload.as_ref())))
+        .and_then(|r| r)
+        .with_context(|| format!("node {}", node.name))?;
     let mut outputs = BTreeMap::new();
     for (name, bytes) in files {
         outputs.insert(name, store.put_bytes(&bytes)?);
     }
-    let mut provenance = Provenance::now_for(&node.name, stages::DOMAIN, started, VERSION);
+    let mut provenance = Provenance::now_for(&node.name, node.device.domain(), started, VERSION);
     provenance.seconds = computing.elapsed().as_secs_f64();
     let m = Manifest {
         key: k,
@@ -266,4 +284,13 @@ fn run_node(
     store.put_manifest(&m)?;
     notes.extend(remote.and_then(|r| r.pushed(store, &m)));
     Ok(finished(m, Outcome::Computed, notes))
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -110,7 +110,21 @@ impl AllCnn {
 }
 
 impl Model for AllCnn {
-    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
+    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> Result<(f32, usize)> {
+        Ok(self.train_step(x, y, sgd))
+    }
+
+    fn forward(&self, x: &[f32]) -> Result<Forward> {
+        Ok(self.eval(x))
+    }
+
+    fn state(&self) -> Result<(Weights, Weights)> {
+        Ok(self.parameters())
+    }
+}
+
+impl AllCnn {
+    fn train_step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
         let mut h = Act::images(x, self.input);
         let mut caches: Vec<(Act, BnCache, Act)> = Vec::new();
         for (conv, bn) in self.convs.iter().zip(self.bns.iter_mut()) {
@@ -148,7 +162,7 @@ impl Model for AllCnn {
         (loss, correct)
     }
 
-    fn forward(&self, x: &[f32]) -> Forward {
+    fn eval(&self, x: &[f32]) -> Forward {
         let mut h = Act::images(x, self.input);
         let mut features = Vec::new();
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
@@ -162,7 +176,8 @@ impl Model for AllCnn {
         Forward { features, logits }
     }
 
-    fn state(&self) -> (Weights, Weights) {
+    /// Parameters and buffers by PyTorch name, and momentum.
+    pub(crate) fn parameters(&self) -> (Weights, Weights) {
         let mut s = State::default();
         for (i, conv) in self.convs.iter().enumerate() {
             s.conv(&format!("conv{}", i + 1), conv);

@@ -144,17 +144,17 @@ impl FcModel {
 }
 
 impl Model for FcModel {
-    fn step(&mut self, x: &[f32], y: &[usize], s: &Sgd) -> (f32, usize) {
+    fn step(&mut self, x: &[f32], y: &[usize], s: &Sgd) -> Result<(f32, usize)> {
         self.ws.load(&self.net.dims, x, y);
-        sgd_step(&mut self.net, &mut self.momentum, &mut self.ws, s)
+        Ok(sgd_step(&mut self.net, &mut self.momentum, &mut self.ws, s))
     }
 
-    fn forward(&self, x: &[f32]) -> Forward {
-        self.net.forward(x)
+    fn forward(&self, x: &[f32]) -> Result<Forward> {
+        Ok(self.net.forward(x))
     }
 
-    fn state(&self) -> (Weights, Weights) {
-        (self.net.to_weights(), self.momentum.to_weights(&self.net))
+    fn state(&self) -> Result<(Weights, Weights)> {
+        Ok((self.net.to_weights(), self.momentum.to_weights(&self.net)))
     }
 }
 

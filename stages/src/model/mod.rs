@@ -146,11 +146,34 @@ pub struct Forward {
 pub trait Model {
     /// One SGD step on a batch: `x` is rows × input size, `y` the target classes. Returns the
     /// batch's summed cross-entropy (nats) and how many it classified right.
-    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize);
+    /// Errors come from the device (a GPU out of memory), never from the arithmetic.
+    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> Result<(f32, usize)>;
     /// The eval-mode forward pass (batch norm with its running statistics) over `x`.
-    fn forward(&self, x: &[f32]) -> Forward;
+    fn forward(&self, x: &[f32]) -> Result<Forward>;
     /// Parameters and buffers by PyTorch name, and the SGD momentum of each parameter.
-    fn state(&self) -> (Weights, Weights);
+    fn state(&self) -> Result<(Weights, Weights)>;
+}
+
+/// Where a network's arithmetic runs: builds [`Model`]s for one device and names the numerics
+/// domain (SPEC §2.2) of what they compute. [`Cpu`] is this crate's; the `gpu` crate adds CUDA.
+pub trait Backend: Sync {
+    /// The numerics domain of the models it builds, e.g. `cpu-f32`.
+    fn domain(&self) -> &'static str;
+    /// A model from its shape, parameters and buffers, and momentum (zeros where missing).
+    fn load(&self, shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<Box<dyn Model>>;
+}
+
+/// The portable CPU backend: [`crate::kernels`], the same bits on every CPU.
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn domain(&self) -> &'static str {
+        crate::DOMAIN
+    }
+
+    fn load(&self, shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<Box<dyn Model>> {
+        load(shape, weights, momentum)
+    }
 }
 
 /// A model from its shape, its parameters and buffers, and momentum buffers (zeros where
@@ -168,8 +191,8 @@ pub fn load(shape: &Shape, weights: &Weights, momentum: &Weights) -> Result<Box<
 pub fn init(shape: &Shape, seed: u64) -> Weights {
     match shape.model.arch {
         Arch::Fc => fc::init_weights(shape, seed),
-        Arch::Resnet18 => resnet18::ResNet18::init(shape, seed).state().0,
-        Arch::Allcnn => allcnn::AllCnn::init(shape, seed).state().0,
+        Arch::Resnet18 => resnet18::ResNet18::init(shape, seed).parameters().0,
+        Arch::Allcnn => allcnn::AllCnn::init(shape, seed).parameters().0,
     }
 }
 
@@ -177,7 +200,8 @@ pub fn init(shape: &Shape, seed: u64) -> Weights {
 pub fn parameter_count(shape: &Shape) -> usize {
     let (_, momentum) = load(shape, &init(shape, 0), &Weights::new())
         .expect("freshly initialised")
-        .state();
+        .state()
+        .expect("on the CPU");
     momentum.values().map(|(_, v)| v.len()).sum()
 }
 

@@ -263,7 +263,21 @@ impl ResNet18 {
 }
 
 impl Model for ResNet18 {
-    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
+    fn step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> Result<(f32, usize)> {
+        Ok(self.train_step(x, y, sgd))
+    }
+
+    fn forward(&self, x: &[f32]) -> Result<Forward> {
+        Ok(self.eval(x))
+    }
+
+    fn state(&self) -> Result<(Weights, Weights)> {
+        Ok(self.parameters())
+    }
+}
+
+impl ResNet18 {
+    fn train_step(&mut self, x: &[f32], y: &[usize], sgd: &Sgd) -> (f32, usize) {
         let input = Act::images(x, self.input);
         let (mut r0, c0) = self.bn1.forward_train(&self.conv1.forward(&input));
         relu(&mut r0);
@@ -298,7 +312,7 @@ impl Model for ResNet18 {
         (loss, correct)
     }
 
-    fn forward(&self, x: &[f32]) -> Forward {
+    fn eval(&self, x: &[f32]) -> Forward {
         let mut h = self
             .bn1
             .forward_eval(&self.conv1.forward(&Act::images(x, self.input)));
@@ -314,7 +328,8 @@ impl Model for ResNet18 {
         Forward { features, logits }
     }
 
-    fn state(&self) -> (Weights, Weights) {
+    /// Parameters and buffers by PyTorch name, and momentum.
+    pub(crate) fn parameters(&self) -> (Weights, Weights) {
         let mut s = State::default();
         s.conv("conv1", &self.conv1);
         s.batch_norm("bn1", &self.bn1);
