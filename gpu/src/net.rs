@@ -18,7 +18,19 @@ type CResult<T> = candle_core::Result<T>;
 
 /// A candle error as uinfo reports it (out of memory named as such).
 fn dev(e: candle_core::Error) -> anyhow::Error {
-    crate::device_error(&e.to_string())
+    crate::device_error(&message(&e))
+}
+
+/// A candle error's message without the backtraces candle attaches when `RUST_BACKTRACE` is
+/// set: uinfo's errors are one line.
+pub(crate) fn message(e: &candle_core::Error) -> String {
+    use candle_core::Error;
+    match e {
+        Error::WithBacktrace { inner, .. } => message(inner),
+        Error::Context { inner, context } => format!("{context}: {}", message(inner)),
+        Error::WithPath { inner, path } => format!("{}: {}", path.display(), message(inner)),
+        other => other.to_string(),
+    }
 }
 
 /// Where a backend's models live.
@@ -68,7 +80,7 @@ impl CandleBackend {
             Place::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
             Place::Cuda(index) => Device::new_cuda_with_stream(index)
-                .map_err(|e| anyhow::anyhow!("cannot open CUDA device {index}: {e}")),
+                .map_err(|e| anyhow::anyhow!("cannot open CUDA device {index}: {}", message(&e))),
         }
     }
 }
@@ -571,3 +583,21 @@ impl Pass<'_> {
 }
 
 type BlockSpecs = (ConvSpec, ConvSpec, Option<ConvSpec>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With `RUST_BACKTRACE` set candle attaches a backtrace to its errors; the message
+    /// uinfo shows keeps only the text.
+    #[test]
+    fn backtraces_are_left_out_of_messages() {
+        let bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("no device".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert!(bt.to_string().lines().count() > 1);
+        assert_eq!(message(&bt), "no device");
+        assert_eq!(dev(bt).to_string(), "device error: no device");
+    }
+}
