@@ -156,9 +156,10 @@ impl<'a> Slurm<'a> {
                 let Some(node) = self.graph.find(&ns.name) else {
                     continue;
                 };
-                let same =
-                    node.stage == ns.stage && node.params == ns.params && node.device == ns.device;
-                if same && self.selected[node.id] && !self.job_of.contains_key(&node.id) {
+                if ns.describes(node)
+                    && self.selected[node.id]
+                    && !self.job_of.contains_key(&node.id)
+                {
                     nodes.push(node.id);
                     specs.push((*d, ns));
                 }

@@ -82,6 +82,16 @@ impl NodeSpec {
         }
     }
 
+    /// Whether this specification is of `node` as the graph has it now: same name, stage,
+    /// device and parameters, the parameters compared in canonical form (freezing writes a
+    /// float such as `0.0` as `0`, which reads back as an integer).
+    pub fn describes(&self, node: &Node) -> bool {
+        self.name == node.name
+            && self.stage == node.stage
+            && self.device == node.device
+            && canonical_json(&self.params) == canonical_json(&node.params)
+    }
+
     /// The node this specification describes (without graph links: none are needed to run it).
     pub fn node(&self) -> Node {
         Node {
@@ -125,5 +135,44 @@ impl NodeSpec {
                 .filter(|m| store.is_complete(m))),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose parameters hold whole floats (weight decay 0.0, 100.0 epochs) is still
+    /// recognised in its frozen specification: a later driver adopts its job instead of
+    /// submitting the node again.
+    #[test]
+    fn a_frozen_node_describes_its_node_after_the_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let node = Node {
+            id: 3,
+            name: "train/batch=32,seed=0/e0-12".into(),
+            stage: Stage::Train,
+            params: serde_json::json!({"lr": 0.05, "weight_decay": 0.0, "epochs": 100.0}),
+            inputs: Vec::new(),
+            run: None,
+            device: Device::Cpu,
+        };
+        let frozen = freeze(&store, &NodeSpec::of(&node, BTreeMap::new())).unwrap();
+        let thawed: NodeSpec = thaw(&store, &frozen).unwrap();
+        assert_ne!(
+            thawed.params, node.params,
+            "the round trip changes the JSON form"
+        );
+        assert!(thawed.describes(&node));
+        let other = Node {
+            params: serde_json::json!({"lr": 0.05, "weight_decay": 0.001, "epochs": 100.0}),
+            ..node.clone()
+        };
+        assert!(!thawed.describes(&other));
+        assert!(!thawed.describes(&Node {
+            device: Device::Cuda(0),
+            ..node
+        }));
     }
 }
