@@ -145,7 +145,7 @@ impl Layout {
                 }
             }
             Arch::Allcnn => {
-                for (i, s) in allcnn_specs(shape).into_iter().enumerate() {
+                for (i, s) in allcnn::specs(shape).into_iter().enumerate() {
                     l.conv(&format!("conv{}", i + 1), s);
                     if !s.bias {
                         l.batch_norm(&format!("bn{}", i + 1), s.cout);
@@ -173,34 +173,6 @@ impl Layout {
         }
         l
     }
-}
-
-/// All-CNN-C's convolutions (as `stages::model::allcnn`): the last has a bias and outputs the
-/// classes.
-fn allcnn_specs(shape: &Shape) -> Vec<ConvSpec> {
-    let mut cin = shape.image()[2];
-    let last = allcnn::LAYERS.len() - 1;
-    allcnn::LAYERS
-        .iter()
-        .enumerate()
-        .map(|(i, &(c, k, stride, pad))| {
-            let cout = if i == last {
-                shape.classes
-            } else {
-                shape.model.channels(c)
-            };
-            let spec = ConvSpec {
-                cin,
-                cout,
-                k,
-                stride,
-                pad,
-                bias: i == last,
-            };
-            cin = cout;
-            spec
-        })
-        .collect()
 }
 
 /// All-CNN-C's probed convolutions (their output after batch norm and ReLU), by index.
@@ -537,7 +509,7 @@ impl Pass<'_> {
     }
 
     fn allcnn(&mut self, x: &Tensor) -> CResult<Tensor> {
-        let specs = allcnn_specs(&self.net.shape);
+        let specs = allcnn::specs(&self.net.shape);
         let last = specs.len() - 1;
         let mut h = x.clone();
         for (i, &s) in specs[..last].iter().enumerate() {

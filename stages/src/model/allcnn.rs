@@ -43,7 +43,7 @@ pub struct AllCnn {
 }
 
 /// Every convolution of a shape; the last has a bias and outputs the classes.
-fn specs(shape: &Shape) -> Vec<ConvSpec> {
+pub fn specs(shape: &Shape) -> Vec<ConvSpec> {
     let mut cin = shape.image()[2];
     LAYERS
         .iter()
