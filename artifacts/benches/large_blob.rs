@@ -16,6 +16,9 @@ use artifacts::remote::{Remote, Silent, DEFAULT_JOBS, DEFAULT_PART_SIZE};
 use artifacts::{canonical_key, Digest, Manifest, Provenance, Store};
 
 /// Peak resident memory allowed to any phase.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 const LIMIT_BYTES: u64 = 300_000_000;
 
 /// Environment variable naming the phase a child process runs.
@@ -147,32 +150,14 @@ fn random_file(path: &Path, mib: u64) {
     }
 }
 
-/// Starts the loopback S3 server if `AWS_ENDPOINT` is unset, and sets its AWS environment in
-/// this process (still single-threaded), for the children to inherit.
-fn s3_env() {
-    if std::env::var_os("AWS_ENDPOINT").is_some() {
-        return;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/s3-local.sh");
-    let ok = Command::new("bash").arg(&script).status().unwrap();
-    assert!(ok.success(), "{} failed", script.display());
-    let run = std::env::var("S3_LOCAL_RUN").unwrap_or_else(|_| "/run/s3-local".into());
-    let text = std::fs::read_to_string(Path::new(&run).join("env")).unwrap();
-    for (k, v) in text
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-    {
-        std::env::set_var(k, v);
-    }
-}
-
 fn main() {
     if let Ok(phase) = std::env::var(PHASE) {
         child(&phase);
         return;
     }
-    s3_env();
+    if std::env::var_os("AWS_ENDPOINT").is_none() {
+        support::s3_env();
+    }
     let mib = mib();
     let base = std::env::var_os("LARGE_BLOB_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let tmp = tempfile::tempdir_in(base).unwrap();

@@ -1,56 +1,15 @@
 //! Blobs larger than the part size through a `file://` remote: multipart pushes, ranged pulls,
 //! and uploads aborted on a corrupt source leaving no object.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use artifacts::remote::{Fetch, Remote, Silent};
-use artifacts::{canonical_key, Digest, Manifest, Provenance, Store, StoreError};
+use artifacts::{Digest, Store, StoreError};
 
-const MIB: usize = 1 << 20;
+mod support;
 
-/// Writes `len` pseudo-random bytes (xorshift, distinct per `seed`) to `path` in 1 MiB chunks.
-fn random_file(path: &Path, seed: u64, len: usize) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut chunk = vec![0u8; MIB];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(MIB);
-        for b in chunk[..n].chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-        }
-        out.write_all(&chunk[..n]).unwrap();
-        left -= n;
-    }
-    out.flush().unwrap();
-}
-
-/// A store holding one blob of `len` bytes and a manifest naming it.
-fn store_with_blob(dir: &Path, len: usize) -> (Store, Manifest) {
-    let store = Store::open(&dir.join("a")).unwrap();
-    let src = dir.join("src.bin");
-    random_file(&src, len as u64, len);
-    let d = store.put_file(&src).unwrap();
-    assert_eq!(d, Digest::of_file(&src).unwrap());
-    let m = Manifest {
-        key: canonical_key(&serde_json::json!({ "large": len })),
-        stage: "test".into(),
-        stage_version: 1,
-        params: serde_json::json!({}),
-        inputs: BTreeMap::new(),
-        outputs: BTreeMap::from([("blob".to_string(), d)]),
-        provenance: Provenance::now_for("large", "test", SystemTime::now(), "test"),
-    };
-    assert!(store.put_manifest(&m).unwrap());
-    (store, m)
-}
+use support::{corrupt_blob, store_with_blob, MIB};
 
 fn file_remote(dir: &Path, part: usize, jobs: usize) -> Remote {
     let url = format!("file://{}", dir.display());
@@ -88,7 +47,7 @@ fn tmp_is_empty(store: &Store) -> bool {
 #[test]
 fn multipart_push_and_ranged_pull_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, m) = store_with_blob(tmp.path(), 40 * MIB + 123);
+    let (a, m) = store_with_blob(tmp.path(), 40 * MIB + 123, "large");
     let d = m.outputs["blob"];
     let dir = tmp.path().join("remote");
     std::fs::create_dir_all(&dir).unwrap();
@@ -143,15 +102,10 @@ fn multipart_push_and_ranged_pull_round_trip() {
 #[test]
 fn corrupt_source_aborts_the_upload_leaving_no_object() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, m) = store_with_blob(tmp.path(), 40 * MIB);
+    let (a, m) = store_with_blob(tmp.path(), 40 * MIB, "large");
     let d = m.outputs["blob"];
     // One flipped byte in the last part: every part is sent before the content is found bad.
-    let path = a.blob_path(&d);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 10;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    corrupt_blob(&a, &d, 10);
 
     let dir = tmp.path().join("remote");
     std::fs::create_dir_all(&dir).unwrap();
@@ -183,7 +137,7 @@ fn corrupt_source_aborts_the_upload_leaving_no_object() {
 #[test]
 fn missing_local_blob_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, m) = store_with_blob(tmp.path(), 2 * MIB);
+    let (a, m) = store_with_blob(tmp.path(), 2 * MIB, "large");
     let d = m.outputs["blob"];
     a.remove_blob(&d).unwrap();
     let dir = tmp.path().join("remote");
@@ -200,7 +154,7 @@ fn missing_local_blob_is_reported() {
 #[test]
 fn corrupt_remote_blob_is_refused_by_a_ranged_pull() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, m) = store_with_blob(tmp.path(), 10 * MIB + 1);
+    let (a, m) = store_with_blob(tmp.path(), 10 * MIB + 1, "large");
     let d = m.outputs["blob"];
     let dir = tmp.path().join("remote");
     std::fs::create_dir_all(&dir).unwrap();

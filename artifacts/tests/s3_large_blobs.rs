@@ -3,36 +3,17 @@
 //! an upload aborted on a corrupt source leaving no object, a corrupt remote blob refused.
 //! One test in this binary, as it sets the AWS environment of the process.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
 use artifacts::remote::{Remote, Silent};
-use artifacts::{canonical_key, Manifest, Provenance, Store};
+use artifacts::Store;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-const MIB: usize = 1 << 20;
+mod support;
 
-/// Starts the S3 server if needed and sets its AWS environment in this process.
-fn s3_env() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let script = root.join("scripts/s3-local.sh");
-    let status = Command::new("bash").arg(&script).status().unwrap();
-    assert!(status.success(), "{} failed", script.display());
-    let run = std::env::var("S3_LOCAL_RUN").unwrap_or_else(|_| "/run/s3-local".into());
-    let text = std::fs::read_to_string(Path::new(&run).join("env")).unwrap();
-    for (k, v) in text
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-    {
-        std::env::set_var(k, v);
-    }
-}
+use support::{corrupt_blob, s3_env, store_with_blob, MIB};
 
 /// The multipart uploads in progress under `prefix` (ListMultipartUploads), as XML.
 fn uploads_in_progress(prefix: &str) -> String {
@@ -71,27 +52,6 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn store_with_blob(dir: &Path, len: usize) -> (Store, Manifest) {
-    let store = Store::open(&dir.join("a")).unwrap();
-    let src = dir.join("src.bin");
-    std::fs::File::create(&src)
-        .unwrap()
-        .write_all(&random_bytes(len as u64, len))
-        .unwrap();
-    let d = store.put_file(&src).unwrap();
-    let m = Manifest {
-        key: canonical_key(&serde_json::json!({ "large-s3": len })),
-        stage: "test".into(),
-        stage_version: 1,
-        params: serde_json::json!({}),
-        inputs: BTreeMap::new(),
-        outputs: BTreeMap::from([("blob".to_string(), d)]),
-        provenance: Provenance::now_for("large", "test", SystemTime::now(), "test"),
-    };
-    store.put_manifest(&m).unwrap();
-    (store, m)
-}
-
 #[test]
 fn s3_large_blobs() {
     s3_env();
@@ -125,7 +85,7 @@ fn s3_large_blobs() {
 
     // 40 MiB in 5 MiB parts (S3's smallest), pushed with two parts in flight at most.
     let tmp = tempfile::tempdir().unwrap();
-    let (a, m) = store_with_blob(tmp.path(), 40 * MIB + 7);
+    let (a, m) = store_with_blob(tmp.path(), 40 * MIB + 7, "large-s3");
     let d = m.outputs["blob"];
     let pushed = open(5 * MIB, 2)
         .push(&a, std::slice::from_ref(&m), &Silent)
@@ -144,14 +104,9 @@ fn s3_large_blobs() {
 
     // A corrupt local blob: all parts go out, then the upload is aborted; no object appears.
     let tmp2 = tempfile::tempdir().unwrap();
-    let (c, m2) = store_with_blob(tmp2.path(), 12 * MIB);
+    let (c, m2) = store_with_blob(tmp2.path(), 12 * MIB, "large-s3");
     let d2 = m2.outputs["blob"];
-    let path = c.blob_path(&d2);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    corrupt_blob(&c, &d2, 1);
     let e = open(5 * MIB, 4)
         .push(&c, std::slice::from_ref(&m2), &Silent)
         .unwrap_err();
