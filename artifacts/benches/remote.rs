@@ -9,18 +9,10 @@ use std::time::{Instant, SystemTime};
 use artifacts::remote::{Remote, Silent};
 use artifacts::{canonical_key, Digest, Manifest, Provenance, Store};
 
-/// Deterministic filler bytes (xorshift), distinct per `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::random_bytes;
 
 /// Fills `store` with `count` blobs of `len` bytes and one manifest naming them all.
 fn fill(store: &Store, label: &str, count: usize, len: usize) -> (Manifest, u64) {
@@ -29,7 +21,7 @@ fn fill(store: &Store, label: &str, count: usize, len: usize) -> (Manifest, u64)
         let seed = (len as u64) << 20 | i as u64;
         outputs.insert(
             format!("{i:04}"),
-            store.put_bytes(&bytes(seed, len)).unwrap(),
+            store.put_bytes(&random_bytes(seed, len)).unwrap(),
         );
     }
     let key = canonical_key(&serde_json::json!({ "bench": label, "count": count, "len": len }));

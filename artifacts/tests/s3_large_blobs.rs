@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 mod support;
 
-use support::{corrupt_blob, s3_env, store_with_blob, MIB};
+use support::{corrupt_blob, random_bytes, s3_env, store_with_blob, MIB};
 
 /// The multipart uploads in progress under `prefix` (ListMultipartUploads), as XML.
 fn uploads_in_progress(prefix: &str) -> String {
@@ -37,19 +37,6 @@ fn uploads_in_progress(prefix: &str) -> String {
     let xml = String::from_utf8(out.stdout).unwrap();
     assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
     xml
-}
-
-/// `len` pseudo-random bytes (xorshift, distinct per `seed`).
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

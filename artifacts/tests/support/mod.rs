@@ -14,6 +14,19 @@ use artifacts::{canonical_key, Digest, Manifest, Provenance, Store};
 /// One mebibyte.
 pub const MIB: usize = 1 << 20;
 
+/// `len` pseudo-random bytes (xorshift, distinct per `seed`).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Writes `len` pseudo-random bytes (xorshift, distinct per `seed`) to `path` in 1 MiB chunks.
 pub fn random_file(path: &Path, seed: u64, len: usize) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
