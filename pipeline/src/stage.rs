@@ -58,9 +58,9 @@ impl Stage {
         match self {
             Stage::Dataset => 2,
             Stage::Init => 1,
-            Stage::Train => 3,
-            Stage::Extract => 3,
-            Stage::Probe => 3,
+            Stage::Train => 4,
+            Stage::Extract => 4,
+            Stage::Probe => 4,
             Stage::Analyze => 4,
             Stage::Report => 4,
         }

@@ -82,10 +82,11 @@ fn dense_baseline() -> f64 {
     let w = vec![0.25f32; fan_out * fan_in];
     let b = vec![0f32; fan_out];
     let mut out = vec![0f32; rows * fan_out];
+    let mut wt = Vec::new();
     let start = Instant::now();
     let reps = 20;
     for _ in 0..reps {
-        stages::kernels::dense(&x, &w, &b, &mut out);
+        stages::kernels::dense(&x, &w, &b, &mut out, &mut wt);
         std::hint::black_box(&out);
     }
     (reps * rows * fan_in * fan_out) as f64 / start.elapsed().as_secs_f64()

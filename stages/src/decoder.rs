@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::info::{entropy_bits, usable_bits};
+use crate::kernels;
 use crate::rng::Rng;
 
 /// Decoder families.
@@ -106,6 +107,28 @@ pub struct ProbeData<'a> {
     pub classes: usize,
 }
 
+/// The labels one decoder reads from a representation.
+#[derive(Clone, Copy)]
+pub struct Labels<'a> {
+    /// Training-split labels.
+    pub y_train: &'a [i64],
+    /// Test-split labels.
+    pub y_test: &'a [i64],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+/// A representation split for decoders: training-split and test-split features.
+#[derive(Clone, Copy)]
+pub struct Features<'a> {
+    /// Training-split features, n_train × dim.
+    pub train: &'a [f32],
+    /// Test-split features, n_test × dim.
+    pub test: &'a [f32],
+    /// Feature dimension.
+    pub dim: usize,
+}
+
 struct Fitted {
     ce: f64,
     accuracy: f64,
@@ -114,14 +137,39 @@ struct Fitted {
 
 /// Trains the decoder and measures usable information on the test split.
 pub fn measure(data: &ProbeData, p: &DecoderParams) -> Result<Measurement> {
-    let n = data.y_train.len();
-    if data.train.len() != n * data.dim || data.test.len() != data.y_test.len() * data.dim {
+    let features = Features {
+        train: data.train,
+        test: data.test,
+        dim: data.dim,
+    };
+    let labels = Labels {
+        y_train: data.y_train,
+        y_test: data.y_test,
+        classes: data.classes,
+    };
+    Ok(measure_labels(&features, &[labels], p)?.remove(0))
+}
+
+/// Trains one decoder per label (and its shuffled-label null, if asked for) on one
+/// representation, all in one pass over the features per step, and measures each: the same
+/// bits as [`measure`] on each label alone. An error names the first label whose decoder failed.
+pub fn measure_labels(
+    f: &Features,
+    labels: &[Labels],
+    p: &DecoderParams,
+) -> Result<Vec<Measurement>> {
+    let n = labels.first().map_or(0, |l| l.y_train.len());
+    let n_test = labels.first().map_or(0, |l| l.y_test.len());
+    let sizes_agree = labels
+        .iter()
+        .all(|l| l.y_train.len() == n && l.y_test.len() == n_test);
+    if !sizes_agree || f.train.len() != n * f.dim || f.test.len() != n_test * f.dim {
         bail!("features and labels disagree in size");
     }
-    let bad = data
+    let bad = f
         .train
         .iter()
-        .chain(data.test)
+        .chain(f.test)
         .filter(|v| !v.is_finite())
         .count();
     if bad > 0 {
@@ -129,59 +177,81 @@ pub fn measure(data: &ProbeData, p: &DecoderParams) -> Result<Measurement> {
     }
     let n_es = ((n as f64) * p.holdout).round() as usize;
     let n_fit = n - n_es;
-    if n_fit == 0 || n_es == 0 || data.y_test.is_empty() {
-        bail!(
-            "too few examples to fit, early-stop and test a decoder ({n} train, {} test)",
-            data.y_test.len()
-        );
+    if n_fit == 0 || n_es == 0 || n_test == 0 {
+        bail!("too few examples to fit, early-stop and test a decoder ({n} train, {n_test} test)");
     }
+    let dim = f.dim;
     let (mut fit_x, mut es_x, mut test_x) = (
-        data.train[..n_fit * data.dim].to_vec(),
-        data.train[n_fit * data.dim..].to_vec(),
-        data.test.to_vec(),
+        f.train[..n_fit * dim].to_vec(),
+        f.train[n_fit * dim..].to_vec(),
+        f.test.to_vec(),
     );
     if p.standardize {
-        standardize(&mut fit_x, &mut [&mut es_x, &mut test_x], data.dim);
+        standardize(&mut fit_x, &mut [&mut es_x, &mut test_x], dim);
     }
-    let fit_y = &data.y_train[..n_fit];
-    let es_y = &data.y_train[n_fit..];
-    let h_y_bits = entropy_bits(fit_y, data.classes);
-    let slices = Slices {
-        fit: (&fit_x, fit_y),
-        es: (&es_x, es_y),
-        test: (&test_x, data.y_test),
-        dim: data.dim,
-        classes: data.classes,
-    };
-    let real = fit(&slices, p)?;
-    let null_bits = if p.null {
-        // Labels permuted independently of the features in every slice, test included: what the
-        // same decoder reads when there is nothing to read.
-        let mut rng = Rng::derive(p.seed, "null", 0);
-        let mut labels: Vec<i64> = data.y_train.to_vec();
-        rng.shuffle(&mut labels);
-        let mut test_labels: Vec<i64> = data.y_test.to_vec();
-        rng.shuffle(&mut test_labels);
-        let null = Slices {
-            fit: (&fit_x, &labels[..n_fit]),
-            es: (&es_x, &labels[n_fit..]),
-            test: (&test_x, &test_labels),
-            ..slices
-        };
-        Some(usable_bits(h_y_bits, fit(&null, p)?.ce))
+    // Labels permuted independently of the features in every slice, test included: what the
+    // same decoder reads when there is nothing to read.
+    let nulls: Vec<(Vec<i64>, Vec<i64>)> = if p.null {
+        labels
+            .iter()
+            .map(|l| {
+                let mut rng = Rng::derive(p.seed, "null", 0);
+                let mut train = l.y_train.to_vec();
+                rng.shuffle(&mut train);
+                let mut test = l.y_test.to_vec();
+                rng.shuffle(&mut test);
+                (train, test)
+            })
+            .collect()
     } else {
-        None
+        Vec::new()
     };
-    Ok(Measurement {
-        bits: usable_bits(h_y_bits, real.ce),
-        ce_nats: real.ce,
-        accuracy: real.accuracy,
-        h_y_bits,
-        null_bits,
-        n_train: n_fit,
-        n_test: data.y_test.len(),
-        best_step: real.best_step,
-    })
+    let mut targets: Vec<Target> = labels
+        .iter()
+        .map(|l| Target::new(l.y_train, l.y_test, n_fit, l.classes))
+        .collect();
+    for ((train, test), l) in nulls.iter().zip(labels) {
+        targets.push(Target::new(train, test, n_fit, l.classes));
+    }
+    let x = Slices {
+        fit: &fit_x,
+        es: &es_x,
+        test: &test_x,
+        dim,
+    };
+    let fitted = match p.kind {
+        DecoderKind::Linear => linear::fit(&x, &targets, p),
+        DecoderKind::Mlp => mlp::fit(&x, &targets, p),
+    };
+    let mut fitted = fitted.into_iter().enumerate().map(|(i, f)| {
+        f.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the {} decoder's loss was never finite (lr {}; check the representation for NaN or infinite values){}",
+                p.kind.name(),
+                p.lr,
+                if i >= labels.len() { " (shuffled-label null)" } else { "" }
+            )
+        })
+    });
+    let real: Vec<Fitted> = fitted.by_ref().take(labels.len()).collect::<Result<_>>()?;
+    let null: Vec<Fitted> = fitted.collect::<Result<_>>()?;
+    Ok(real
+        .into_iter()
+        .enumerate()
+        .map(|(i, fit)| {
+            let h_y_bits = entropy_bits(&labels[i].y_train[..n_fit], labels[i].classes);
+            Measurement {
+                bits: usable_bits(h_y_bits, fit.ce),
+                ce_nats: fit.ce,
+                accuracy: fit.accuracy,
+                h_y_bits,
+                null_bits: null.get(i).map(|f| usable_bits(h_y_bits, f.ce)),
+                n_train: n_fit,
+                n_test,
+                best_step: fit.best_step,
+            }
+        })
+        .collect())
 }
 
 /// Standardises `fit` in place with its own column statistics, and `others` with the same.
@@ -222,31 +292,46 @@ fn standardize(fit: &mut [f32], others: &mut [&mut Vec<f32>], dim: usize) {
     }
 }
 
-/// The three slices a decoder sees: fitting, early stopping, test (features, labels).
-#[derive(Clone, Copy)]
+/// The features of the three slices a decoder sees: fitting, early stopping, test.
 struct Slices<'a> {
-    fit: (&'a [f32], &'a [i64]),
-    es: (&'a [f32], &'a [i64]),
-    test: (&'a [f32], &'a [i64]),
+    fit: &'a [f32],
+    es: &'a [f32],
+    test: &'a [f32],
     dim: usize,
+}
+
+/// What one decoder is trained to predict: its labels on the three slices.
+struct Target<'a> {
+    fit: &'a [i64],
+    es: &'a [i64],
+    test: &'a [i64],
     classes: usize,
 }
 
-/// Trains a decoder with early stopping and returns its test metrics at the best step; an error
-/// when its early-stopping loss was never finite (features with NaN or infinite values, or
-/// a learning rate that makes the decoder diverge).
-fn fit(s: &Slices, p: &DecoderParams) -> Result<Fitted> {
-    let fitted = match p.kind {
-        DecoderKind::Linear => linear::fit(s, p),
-        DecoderKind::Mlp => mlp::fit(s, p),
-    };
-    fitted.ok_or_else(|| {
-        anyhow::anyhow!(
-            "the {} decoder's loss was never finite (lr {}; check the representation for NaN or infinite values)",
-            p.kind.name(),
-            p.lr
-        )
-    })
+impl<'a> Target<'a> {
+    fn new(train: &'a [i64], test: &'a [i64], n_fit: usize, classes: usize) -> Target<'a> {
+        Target {
+            fit: &train[..n_fit],
+            es: &train[n_fit..],
+            test,
+            classes,
+        }
+    }
+
+    /// Its labels on a held-out slice.
+    fn held(&self, slice: Held) -> &'a [i64] {
+        match slice {
+            Held::EarlyStopping => self.es,
+            Held::Test => self.test,
+        }
+    }
+}
+
+/// The slices a decoder is evaluated on.
+#[derive(Clone, Copy)]
+enum Held {
+    EarlyStopping,
+    Test,
 }
 
 /// Early stopping: evaluates every `eval_every` steps and at the last, and keeps the test
@@ -271,11 +356,9 @@ impl EarlyStopping {
         step.is_multiple_of(self.every) || step == self.last
     }
 
-    /// Records a step's early-stopping loss; measures the test split with `test` (mean CE,
-    /// accuracy) only when the step is the best so far.
-    fn offer(&mut self, step: usize, es_ce: f64, test: impl FnOnce() -> (f64, f64)) {
+    /// Records a step's early-stopping loss and test metrics (mean CE, accuracy).
+    fn offer(&mut self, step: usize, es_ce: f64, (ce, accuracy): (f64, f64)) {
         if es_ce.is_finite() && self.best.as_ref().is_none_or(|(b, _)| es_ce < *b) {
-            let (ce, accuracy) = test();
             self.best = Some((
                 es_ce,
                 Fitted {
@@ -327,122 +410,246 @@ fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f
     crate::model::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
 }
 
-/// Softmax regression: one pass over the features per Adam step, no allocation in the loop.
-mod linear {
-    use super::{init_linear, Adam, DecoderParams, EarlyStopping, Fitted, Slices};
-    use crate::kernels::{self, dot, softmax_xent};
-    use crate::math::expf;
-    use crate::rng::Rng;
+/// Offsets of each target's block of classes in the stacked outputs, and their total.
+fn class_offsets(targets: &[Target]) -> (Vec<usize>, usize) {
+    let mut offsets = Vec::with_capacity(targets.len());
+    let mut total = 0;
+    for t in targets {
+        offsets.push(total);
+        total += t.classes;
+    }
+    (offsets, total)
+}
 
-    /// Logits of one row into `z`.
-    #[inline(always)]
-    fn logits(w: &[f32], b: &[f32], x: &[f32], z: &mut [f32]) {
-        let dim = x.len();
-        for (c, zc) in z.iter_mut().enumerate() {
-            *zc = b[c] + dot(&w[c * dim..(c + 1) * dim], x);
+/// The softmax cross-entropy gradient, scaled, of one example's logits `z` (read at
+/// `z[c * stride]`) against class `y`, written in place.
+#[inline(always)]
+fn softmax_grad(z: &mut [f32], stride: usize, classes: usize, y: usize, scale: f32) {
+    let mut m = f32::NEG_INFINITY;
+    for c in 0..classes {
+        m = m.max(z[c * stride]);
+    }
+    let mut sum = 0f32;
+    for c in 0..classes {
+        let e = kernels::exp_fast(z[c * stride] - m);
+        z[c * stride] = e;
+        sum += e;
+    }
+    for c in 0..classes {
+        let v = &mut z[c * stride];
+        *v = (*v / sum - f32::from(c == y)) * scale;
+    }
+}
+
+/// [`softmax_grad`] of every example at once, on logits stored class by class (`z[c * rows +
+/// r]`), with `max` and `sum` as scratch: the same operations per example, vectorised across
+/// examples.
+#[inline(always)]
+fn softmax_grad_columns(
+    z: &mut [f32],
+    y: &[i64],
+    scale: f32,
+    (max, sum): (&mut [f32], &mut [f32]),
+) {
+    let rows = y.len();
+    let classes = z.len() / rows;
+    max.fill(f32::NEG_INFINITY);
+    for zc in z.chunks_exact(rows) {
+        for (m, &v) in max.iter_mut().zip(zc) {
+            *m = m.max(v);
         }
     }
+    sum.fill(0.0);
+    for zc in z.chunks_exact_mut(rows) {
+        for ((v, &m), s) in zc.iter_mut().zip(max.iter()).zip(sum.iter_mut()) {
+            *v = kernels::exp_fast(*v - m);
+            *s += *v;
+        }
+    }
+    for (c, zc) in z.chunks_exact_mut(rows).enumerate() {
+        for ((v, &s), &label) in zc.iter_mut().zip(sum.iter()).zip(y) {
+            let hit = if label == c as i64 { 1.0 } else { 0.0 };
+            *v = (*v / s - hit) * scale;
+        }
+    }
+    debug_assert_eq!(classes * rows, z.len());
+}
 
-    /// Mean cross-entropy (nats) and accuracy.
-    fn evaluate(
+/// Mean cross-entropy (nats) and accuracy of each target's block of `logits`, read through
+/// `at(row, class)`.
+fn evaluate_all(
+    targets: &[Target],
+    slice: Held,
+    offsets: &[usize],
+    at: impl Fn(usize, usize) -> f32,
+) -> Vec<(f64, f64)> {
+    targets
+        .iter()
+        .zip(offsets)
+        .map(|(t, &off)| {
+            let y = t.held(slice);
+            let mut z = vec![0f32; t.classes];
+            let (mut ce, mut correct) = (0f64, 0usize);
+            for (r, &label) in y.iter().enumerate() {
+                for (c, v) in z.iter_mut().enumerate() {
+                    *v = at(r, off + c);
+                }
+                let (c, hit) = kernels::softmax_xent(&mut z, label as usize, 0.0);
+                ce += c as f64;
+                correct += usize::from(hit);
+            }
+            let n = y.len().max(1) as f64;
+            (ce / n, correct as f64 / n)
+        })
+        .collect()
+}
+
+/// Softmax regression for every target at once: the stacked weights (all targets' classes ×
+/// dim) multiply the transposed features, so each step reads the features twice whatever the
+/// number of labels.
+mod linear {
+    use super::{
+        class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam, DecoderParams,
+        EarlyStopping, Fitted, Held, Rng, Slices, Target,
+    };
+    use crate::kernels::{self, gemm};
+
+    /// `zt` (classes × rows) = `w` · `xt` + `b`, with `xt` the features transposed.
+    #[inline(always)]
+    fn logits_t(w: &[f32], b: &[f32], xt: &[f32], rows: usize, zt: &mut [f32]) {
+        let (classes, dim) = (b.len(), w.len() / b.len());
+        for (row, &bc) in zt.chunks_exact_mut(rows).zip(b) {
+            row.iter_mut().for_each(|v| *v = bc);
+        }
+        gemm((classes, rows, dim), w, (dim, 1), xt, rows, zt, rows);
+    }
+
+    /// Buffers of one step.
+    struct Work {
+        zt: Vec<f32>,
+        gw: Vec<f32>,
+        gb: Vec<f32>,
+        max: Vec<f32>,
+        sum: Vec<f32>,
+    }
+
+    /// The mean cross-entropy gradient of every target over the fitting rows, into `g`.
+    #[inline(always)]
+    fn gradient_body(
         w: &[f32],
         b: &[f32],
-        (x, y): (&[f32], &[i64]),
-        dim: usize,
-        z: &mut [f32],
-    ) -> (f64, f64) {
-        let (mut ce, mut correct) = (0f64, 0usize);
-        for (row, &label) in x.chunks_exact(dim).zip(y) {
-            logits(w, b, row, z);
-            let (c, hit) = softmax_xent(z, label as usize, 0.0);
-            ce += c as f64;
-            correct += usize::from(hit);
+        (x, xt): (&[f32], &[f32]),
+        targets: &[Target],
+        offsets: &[usize],
+        g: &mut Work,
+    ) {
+        let (classes, dim) = (b.len(), w.len() / b.len());
+        let rows = x.len() / dim;
+        logits_t(w, b, xt, rows, &mut g.zt);
+        let scale = 1.0 / rows as f32;
+        for (t, &off) in targets.iter().zip(offsets) {
+            let block = &mut g.zt[off * rows..(off + t.classes) * rows];
+            softmax_grad_columns(block, t.fit, scale, (&mut g.max, &mut g.sum));
         }
-        let n = y.len().max(1) as f64;
-        (ce / n, correct as f64 / n)
-    }
-
-    /// Gradient buffers: of the weights (classes × dim), of the biases, and a row's logits.
-    struct Grads {
-        w: Vec<f32>,
-        b: Vec<f32>,
-        z: Vec<f32>,
-    }
-
-    /// The mean cross-entropy gradient over the fitting rows `(x, y)`, into `g`.
-    #[inline(always)]
-    fn gradient_body(w: &[f32], b: &[f32], x: &[f32], y: &[i64], g: &mut Grads) {
-        let (dim, n) = (w.len() / b.len(), y.len() as f32);
-        g.w.iter_mut().for_each(|v| *v = 0.0);
-        g.b.iter_mut().for_each(|v| *v = 0.0);
-        if b.len() == 2 {
-            // Two classes: only the logit difference matters, and class 0's gradient is the
-            // negative of class 1's, so one dot product, one exp and one update per row.
-            let diff: Vec<f32> = (0..dim).map(|j| w[dim + j] - w[j]).collect();
-            let bias = b[1] - b[0];
-            let (g0, g1) = g.w.split_at_mut(dim);
-            for (row, &label) in x.chunks_exact(dim).zip(y) {
-                let p1 = 1.0 / (1.0 + expf(-(dot(&diff, row) + bias)));
-                let d = (p1 - f32::from(label == 1)) / n;
-                g.b[1] += d;
-                kernels::axpy(g1, d, row);
-            }
-            g0.iter_mut().zip(g1.iter()).for_each(|(a, b)| *a = -b);
-            g.b[0] = -g.b[1];
-            return;
+        for (gb, row) in g.gb.iter_mut().zip(g.zt.chunks_exact(rows)) {
+            *gb = row.iter().fold(0.0, |s, &v| s + v);
         }
-        for (row, &label) in x.chunks_exact(dim).zip(y) {
-            logits(w, b, row, &mut g.z);
-            softmax_xent(&mut g.z, label as usize, 1.0 / n);
-            for (c, &d) in g.z.iter().enumerate() {
-                g.b[c] += d;
-                kernels::axpy(&mut g.w[c * dim..(c + 1) * dim], d, row);
-            }
-        }
+        g.gw.iter_mut().for_each(|v| *v = 0.0);
+        gemm(
+            (classes, dim, rows),
+            &g.zt,
+            (rows, 1),
+            x,
+            dim,
+            &mut g.gw,
+            dim,
+        );
     }
 
     kernels::simd! {
         /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(w: &[f32], b: &[f32], x: &[f32], y: &[i64], g: &mut Grads) = gradient_body;
+        fn gradient(w: &[f32], b: &[f32], x: (&[f32], &[f32]), targets: &[Target], offsets: &[usize], g: &mut Work) = gradient_body;
     }
 
-    /// Fits softmax regression; `None` when the early-stopping loss was never finite.
-    pub(super) fn fit(s: &Slices, p: &DecoderParams) -> Option<Fitted> {
-        let (dim, k) = (s.dim, s.classes);
-        let mut rng = Rng::derive(p.seed, "decoder", 0);
-        let (mut w, mut b) = init_linear(&mut rng, dim, k);
-        let (mut adam_w, mut adam_b) = (Adam::new(k * dim), Adam::new(k));
-        let mut g = Grads {
-            w: vec![0f32; k * dim],
-            b: vec![0f32; k],
-            z: vec![0f32; k],
+    kernels::simd! {
+        /// [`logits_t`] for the widest vectors the CPU has (the same bits on each).
+        fn logits_for(w: &[f32], b: &[f32], xt: &[f32], rows: usize, zt: &mut [f32]) = logits_t;
+    }
+
+    /// Each target's (mean CE, accuracy) on a slice whose transposed features are `xt`.
+    fn evaluate(
+        w: &[f32],
+        b: &[f32],
+        xt: &[f32],
+        targets: &[Target],
+        slice: Held,
+        offsets: &[usize],
+    ) -> Vec<(f64, f64)> {
+        let rows = xt.len() / (w.len() / b.len());
+        let mut zt = vec![0f32; b.len() * rows];
+        logits_for(w, b, xt, rows, &mut zt);
+        evaluate_all(targets, slice, offsets, |r, c| zt[c * rows + r])
+    }
+
+    /// Fits softmax regression for every target; `None` for one whose early-stopping loss was
+    /// never finite.
+    pub(super) fn fit(s: &Slices, targets: &[Target], p: &DecoderParams) -> Vec<Option<Fitted>> {
+        let dim = s.dim;
+        let (offsets, classes) = class_offsets(targets);
+        let (mut w, mut b) = (Vec::new(), Vec::new());
+        for t in targets {
+            let mut rng = Rng::derive(p.seed, "decoder", 0);
+            let (tw, tb) = init_linear(&mut rng, dim, t.classes);
+            w.extend(tw);
+            b.extend(tb);
+        }
+        let transposed = |x: &[f32]| {
+            let mut t = Vec::new();
+            kernels::transpose(x, x.len() / dim, dim, &mut t);
+            t
         };
-        let mut z = vec![0f32; k];
-        let mut stopping = EarlyStopping::new(p);
+        let (fit_t, es_t, test_t) = (transposed(s.fit), transposed(s.es), transposed(s.test));
+        let (mut adam_w, mut adam_b) = (Adam::new(classes * dim), Adam::new(classes));
+        let mut g = Work {
+            zt: vec![0f32; classes * (s.fit.len() / dim)],
+            gw: vec![0f32; classes * dim],
+            gb: vec![0f32; classes],
+            max: vec![0f32; s.fit.len() / dim],
+            sum: vec![0f32; s.fit.len() / dim],
+        };
+        let mut stopping: Vec<EarlyStopping> =
+            targets.iter().map(|_| EarlyStopping::new(p)).collect();
         for step in 0..=p.steps {
-            if stopping.due(step) {
-                let (es_ce, _) = evaluate(&w, &b, s.es, dim, &mut z);
-                stopping.offer(step, es_ce, || evaluate(&w, &b, s.test, dim, &mut z));
+            if stopping[0].due(step) {
+                let es = evaluate(&w, &b, &es_t, targets, Held::EarlyStopping, &offsets);
+                let test = evaluate(&w, &b, &test_t, targets, Held::Test, &offsets);
+                for ((stop, e), t) in stopping.iter_mut().zip(es).zip(test) {
+                    stop.offer(step, e.0, t);
+                }
             }
             if step == p.steps {
                 break;
             }
-            gradient(&w, &b, s.fit.0, s.fit.1, &mut g);
-            adam_w.step(&mut w, &g.w, p.lr, step as i32 + 1);
-            adam_b.step(&mut b, &g.b, p.lr, step as i32 + 1);
+            gradient(&w, &b, (s.fit, &fit_t), targets, &offsets, &mut g);
+            adam_w.step(&mut w, &g.gw, p.lr, step as i32 + 1);
+            adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
         }
-        stopping.best()
+        stopping.into_iter().map(EarlyStopping::best).collect()
     }
 }
 
-/// One hidden ReLU layer, full-batch: the forward and backward passes are [`crate::kernels`]
-/// dense layers.
+/// One hidden ReLU layer per target, full-batch: the hidden layers of every target are one
+/// stacked dense layer over the features (one pass per step for the forward pass and one for
+/// the weight gradient), the output layers are per target.
 mod mlp {
-    use super::{init_linear, Adam, DecoderParams, EarlyStopping, Fitted, Slices};
-    use crate::kernels::{self, dense, dense_grads, dense_input_grad_relu, relu, softmax_xent};
-    use crate::rng::Rng;
+    use super::{
+        class_offsets, evaluate_all, init_linear, softmax_grad, Adam, DecoderParams, EarlyStopping,
+        Fitted, Held, Rng, Slices, Target,
+    };
+    use crate::kernels::{self, gemm};
 
-    /// The decoder's parameters: (weight, bias) of the hidden layer and of the output layer.
+    /// The decoders' parameters: the stacked hidden layers (targets × hidden rows), and the
+    /// output layers (each target's classes × hidden, stacked).
     struct Params {
         w1: Vec<f32>,
         b1: Vec<f32>,
@@ -450,84 +657,206 @@ mod mlp {
         b2: Vec<f32>,
     }
 
-    /// Buffers for the fitting slice's forward and backward passes, and the gradients.
+    /// Buffers for one pass over a slice, and the gradients.
     struct Work {
         hidden: Vec<f32>,
         delta1: Vec<f32>,
         logits: Vec<f32>,
+        w1t: Vec<f32>,
+        w2t: Vec<f32>,
         grads: Params,
     }
 
-    /// Mean cross-entropy (nats) and accuracy on a slice.
-    fn evaluate(p: &Params, (x, y): (&[f32], &[i64])) -> (f64, f64) {
-        let n = y.len();
-        let mut hidden = vec![0f32; n * p.b1.len()];
-        let mut logits = vec![0f32; n * p.b2.len()];
-        forward(p, x, &mut hidden, &mut logits);
-        kernels::mean_xent(&logits, y, p.b2.len())
+    impl Work {
+        fn new(rows: usize, p: &Params) -> Work {
+            let stacked = p.b1.len();
+            Work {
+                hidden: vec![0.0; rows * stacked],
+                delta1: vec![0.0; rows * stacked],
+                logits: vec![0.0; rows * p.b2.len()],
+                w1t: Vec::new(),
+                w2t: Vec::new(),
+                grads: Params {
+                    w1: vec![0.0; p.w1.len()],
+                    b1: vec![0.0; stacked],
+                    w2: vec![0.0; p.w2.len()],
+                    b2: vec![0.0; p.b2.len()],
+                },
+            }
+        }
     }
 
+    /// Hidden activations (rows × targets·hidden) and logits (rows × all classes) of `x`.
     #[inline(always)]
-    fn forward_body(p: &Params, x: &[f32], hidden: &mut [f32], logits: &mut [f32]) {
-        dense(x, &p.w1, &p.b1, hidden);
-        relu(hidden);
-        dense(hidden, &p.w2, &p.b2, logits);
+    fn forward_body(
+        p: &Params,
+        x: &[f32],
+        (hidden, offsets, h): (&mut [f32], &[usize], usize),
+        logits: &mut [f32],
+        (w1t, w2t): (&mut Vec<f32>, &mut Vec<f32>),
+    ) {
+        let stacked = p.b1.len();
+        kernels::dense(x, &p.w1, &p.b1, hidden, w1t);
+        kernels::relu(hidden);
+        let classes = p.b2.len();
+        let rows = hidden.len() / stacked;
+        kernels::transpose(&p.w2, classes, h, w2t);
+        for row in logits.chunks_exact_mut(classes) {
+            row.copy_from_slice(&p.b2);
+        }
+        // Output layer of target t: its hidden block times its rows of w2 (columns of w2t).
+        let ends: Vec<usize> = offsets[1..].iter().copied().chain([classes]).collect();
+        for (t, (&off, &end)) in offsets.iter().zip(&ends).enumerate() {
+            gemm(
+                (rows, end - off, h),
+                &hidden[t * h..],
+                (stacked, 1),
+                &w2t[off..],
+                classes,
+                &mut logits[off..],
+                classes,
+            );
+        }
     }
 
     kernels::simd! {
         /// [`forward_body`] for the widest vectors the CPU has (the same bits on each).
-        fn forward(p: &Params, x: &[f32], hidden: &mut [f32], logits: &mut [f32]) = forward_body;
+        fn forward(p: &Params, x: &[f32], hidden: (&mut [f32], &[usize], usize), logits: &mut [f32], wt: (&mut Vec<f32>, &mut Vec<f32>)) = forward_body;
     }
 
-    /// The mean cross-entropy gradient over the fitting rows, into `w.grads`.
+    /// Each target's (mean CE, accuracy) on a slice.
+    fn evaluate(
+        p: &Params,
+        x: &[f32],
+        (targets, offsets, h): (&[Target], &[usize], usize),
+        slice: Held,
+    ) -> Vec<(f64, f64)> {
+        let rows = x.len() / (p.w1.len() / p.b1.len());
+        let classes = p.b2.len();
+        let mut hidden = vec![0f32; rows * p.b1.len()];
+        let mut logits = vec![0f32; rows * classes];
+        let (mut w1t, mut w2t) = (Vec::new(), Vec::new());
+        forward(
+            p,
+            x,
+            (&mut hidden, offsets, h),
+            &mut logits,
+            (&mut w1t, &mut w2t),
+        );
+        evaluate_all(targets, slice, offsets, |r, c| logits[r * classes + c])
+    }
+
+    /// The mean cross-entropy gradient of every target over the fitting rows, into `w.grads`.
     #[inline(always)]
-    fn gradient_body(p: &Params, x: &[f32], y: &[i64], w: &mut Work) {
-        let k = p.b2.len();
-        forward_body(p, x, &mut w.hidden, &mut w.logits);
-        let scale = 1.0 / y.len() as f32;
-        for (z, &label) in w.logits.chunks_exact_mut(k).zip(y) {
-            softmax_xent(z, label as usize, scale);
+    fn gradient_body(
+        p: &Params,
+        x: &[f32],
+        (targets, offsets, h): (&[Target], &[usize], usize),
+        w: &mut Work,
+    ) {
+        let (stacked, classes) = (p.b1.len(), p.b2.len());
+        let dim = p.w1.len() / stacked;
+        let rows = x.len() / dim;
+        forward_body(
+            p,
+            x,
+            (&mut w.hidden, offsets, h),
+            &mut w.logits,
+            (&mut w.w1t, &mut w.w2t),
+        );
+        let scale = 1.0 / rows as f32;
+        for (t, &off) in targets.iter().zip(offsets) {
+            for (r, &y) in t.fit.iter().enumerate() {
+                softmax_grad(
+                    &mut w.logits[r * classes + off..],
+                    1,
+                    t.classes,
+                    y as usize,
+                    scale,
+                );
+            }
         }
         let g = &mut w.grads;
-        dense_grads(&w.hidden, &w.logits, &mut g.w2, &mut g.b2);
-        dense_input_grad_relu(&w.hidden, &p.w2, &w.logits, k, &mut w.delta1);
-        dense_grads(x, &w.delta1, &mut g.w1, &mut g.b1);
+        g.b2.iter_mut().for_each(|v| *v = 0.0);
+        for d in w.logits.chunks_exact(classes) {
+            for (b, &v) in g.b2.iter_mut().zip(d) {
+                *b += v;
+            }
+        }
+        g.w2.iter_mut().for_each(|v| *v = 0.0);
+        w.delta1.iter_mut().for_each(|v| *v = 0.0);
+        for (t, (target, &off)) in targets.iter().zip(offsets).enumerate() {
+            let k = target.classes;
+            // Output weights: their gradient from this target's logits and hidden block.
+            gemm(
+                (k, h, rows),
+                &w.logits[off..],
+                (1, classes),
+                &w.hidden[t * h..],
+                stacked,
+                &mut g.w2[off * h..],
+                h,
+            );
+            // The hidden block's gradient through this target's output weights.
+            gemm(
+                (rows, h, k),
+                &w.logits[off..],
+                (classes, 1),
+                &p.w2[off * h..],
+                h,
+                &mut w.delta1[t * h..],
+                stacked,
+            );
+        }
+        for (d, &a) in w.delta1.iter_mut().zip(&w.hidden) {
+            if a <= 0.0 {
+                *d = 0.0;
+            }
+        }
+        kernels::dense_grads(x, &w.delta1, &mut g.w1, &mut g.b1);
     }
 
     kernels::simd! {
         /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(p: &Params, x: &[f32], y: &[i64], w: &mut Work) = gradient_body;
+        fn gradient(p: &Params, x: &[f32], targets: (&[Target], &[usize], usize), w: &mut Work) = gradient_body;
     }
 
-    /// Fits the MLP; `None` when the early-stopping loss was never finite.
-    pub(super) fn fit(s: &Slices, d: &DecoderParams) -> Option<Fitted> {
-        let (dim, h, k, n) = (s.dim, d.hidden, s.classes, s.fit.1.len());
-        let mut rng = Rng::derive(d.seed, "decoder", 0);
-        let (w1, b1) = init_linear(&mut rng, dim, h);
-        let (w2, b2) = init_linear(&mut rng, h, k);
-        let mut p = Params { w1, b1, w2, b2 };
-        let mut adam = [h * dim, h, k * h, k].map(Adam::new);
-        let mut work = Work {
-            hidden: vec![0.0; n * h],
-            delta1: vec![0.0; n * h],
-            logits: vec![0.0; n * k],
-            grads: Params {
-                w1: vec![0.0; h * dim],
-                b1: vec![0.0; h],
-                w2: vec![0.0; k * h],
-                b2: vec![0.0; k],
-            },
+    /// Fits the MLPs; `None` for one whose early-stopping loss was never finite.
+    pub(super) fn fit(s: &Slices, targets: &[Target], d: &DecoderParams) -> Vec<Option<Fitted>> {
+        let (dim, h) = (s.dim, d.hidden);
+        let (offsets, _) = class_offsets(targets);
+        let mut p = Params {
+            w1: Vec::new(),
+            b1: Vec::new(),
+            w2: Vec::new(),
+            b2: Vec::new(),
         };
-        let mut stopping = EarlyStopping::new(d);
+        for t in targets {
+            let mut rng = Rng::derive(d.seed, "decoder", 0);
+            let (w1, b1) = init_linear(&mut rng, dim, h);
+            let (w2, b2) = init_linear(&mut rng, h, t.classes);
+            p.w1.extend(w1);
+            p.b1.extend(b1);
+            p.w2.extend(w2);
+            p.b2.extend(b2);
+        }
+        let mut adam = [p.w1.len(), p.b1.len(), p.w2.len(), p.b2.len()].map(Adam::new);
+        let mut work = Work::new(s.fit.len() / dim, &p);
+        let shape = (targets, offsets.as_slice(), h);
+        let mut stopping: Vec<EarlyStopping> =
+            targets.iter().map(|_| EarlyStopping::new(d)).collect();
         for step in 0..=d.steps {
-            if stopping.due(step) {
-                let (es_ce, _) = evaluate(&p, s.es);
-                stopping.offer(step, es_ce, || evaluate(&p, s.test));
+            if stopping[0].due(step) {
+                let es = evaluate(&p, s.es, shape, Held::EarlyStopping);
+                let test = evaluate(&p, s.test, shape, Held::Test);
+                for ((stop, e), t) in stopping.iter_mut().zip(es).zip(test) {
+                    stop.offer(step, e.0, t);
+                }
             }
             if step == d.steps {
                 break;
             }
-            gradient(&p, s.fit.0, s.fit.1, &mut work);
+            gradient(&p, s.fit, shape, &mut work);
             let t = step as i32 + 1;
             let g = &work.grads;
             adam[0].step(&mut p.w1, &g.w1, d.lr, t);
@@ -535,7 +864,7 @@ mod mlp {
             adam[2].step(&mut p.w2, &g.w2, d.lr, t);
             adam[3].step(&mut p.b2, &g.b2, d.lr, t);
         }
-        stopping.best()
+        stopping.into_iter().map(EarlyStopping::best).collect()
     }
 }
 
@@ -668,20 +997,63 @@ mod tests {
         // A loss that is never finite on the early-stopping slice: no step can be kept.
         let ok = [1f32; 40];
         let slices = Slices {
-            fit: (&ok[..20], &y[..10]),
-            es: (&nan[..20], &y[10..20]),
-            test: (&ok[20..], &y[20..30]),
+            fit: &ok[..20],
+            es: &nan[..20],
+            test: &ok[20..],
             dim: 2,
-            classes: 2,
         };
+        let targets = [Target::new(&y[..20], &y[20..30], 10, 2)];
         for kind in [DecoderKind::Linear, DecoderKind::Mlp] {
             let e = run(&nan, kind);
             assert!(e.contains("200 NaN or infinite values"), "{kind:?}: {e}");
-            let e = fit(&slices, &DecoderParams::new(kind))
-                .err()
-                .unwrap()
-                .to_string();
-            assert!(e.contains("loss was never finite"), "{kind:?}: {e}");
+            let p = DecoderParams::new(kind);
+            let fitted = match kind {
+                DecoderKind::Linear => linear::fit(&slices, &targets, &p),
+                DecoderKind::Mlp => mlp::fit(&slices, &targets, &p),
+            };
+            assert!(fitted[0].is_none(), "{kind:?}: a step was kept");
+        }
+    }
+
+    #[test]
+    fn labels_decoded_together_give_the_bits_of_each_alone() {
+        let mut rng = Rng::new(3);
+        let n = 600;
+        let x: Vec<f32> = (0..n * 5).map(|_| rng.normal() as f32).collect();
+        let two: Vec<i64> = x.chunks(5).map(|r| i64::from(r[0] + r[1] > 0.0)).collect();
+        let three: Vec<i64> = x
+            .chunks(5)
+            .map(|r| (r[2] > 0.5) as i64 + (r[3] > 0.0) as i64)
+            .collect();
+        let features = Features {
+            train: &x[..400 * 5],
+            test: &x[400 * 5..],
+            dim: 5,
+        };
+        let labels = [
+            Labels {
+                y_train: &two[..400],
+                y_test: &two[400..],
+                classes: 2,
+            },
+            Labels {
+                y_train: &three[..400],
+                y_test: &three[400..],
+                classes: 3,
+            },
+        ];
+        for kind in [DecoderKind::Linear, DecoderKind::Mlp] {
+            let p = DecoderParams {
+                null: true,
+                steps: 40,
+                ..DecoderParams::new(kind)
+            };
+            let together = measure_labels(&features, &labels, &p).unwrap();
+            for (label, joint) in labels.iter().zip(&together) {
+                let alone = measure_labels(&features, std::slice::from_ref(label), &p).unwrap();
+                assert_eq!(alone[0], *joint, "{kind:?}");
+            }
+            assert!(together[0].bits > 0.3, "{kind:?}: {:?}", together[0]);
         }
     }
 

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::decoder::{measure, DecoderParams, ProbeData};
+use crate::decoder::{measure_labels, DecoderParams, Features, Labels};
 use crate::extract::{layer_names, ExtractParams};
 use crate::table::{Table, Values};
 use crate::tensors::TensorFile;
@@ -70,21 +70,26 @@ pub fn probe(reps: &TensorFile, data: &Dataset, p: &ProbeParams) -> Result<Table
         let dim = *train.shape.last().unwrap_or(&0);
         let (n_train, n_test) = (train.shape[0], test.shape[0]);
         let first = rows.bits.len();
+        let mut labels = Vec::new();
         for label in &p.labels {
             let (y_train, y_test) = (data.train.label(label)?, data.val.label(label)?);
             if y_train.len() < n_train || y_test.len() < n_test {
                 bail!("the representations have more examples than the dataset's labels");
             }
-            let data = ProbeData {
-                train: train.as_f32(layer)?,
-                test: test.as_f32(layer)?,
-                dim,
+            labels.push(Labels {
                 y_train: &y_train[..n_train],
                 y_test: &y_test[..n_test],
                 classes: task.classes(label)?,
-            };
-            let m = measure(&data, &p.decoder)
-                .with_context(|| format!("decoding `{label}` from `{layer}`"))?;
+            });
+        }
+        let features = Features {
+            train: train.as_f32(layer)?,
+            test: test.as_f32(layer)?,
+            dim,
+        };
+        let measured = measure_labels(&features, &labels, &p.decoder)
+            .with_context(|| format!("decoding `{}` from `{layer}`", p.labels.join("`, `")))?;
+        for (label, m) in p.labels.iter().zip(measured) {
             rows.epoch.push(epoch);
             rows.step.push(step);
             rows.layer_index.push(*index as i64);

@@ -96,10 +96,18 @@ impl Fc {
         let rows = x.len() / self.dims[0].0.max(1);
         let last = self.dims.len() - 1;
         let mut hidden: Vec<Vec<f32>> = Vec::with_capacity(last);
+        let mut wt = Vec::new();
         for l in 0..=last {
             let input = if l == 0 { x } else { &hidden[l - 1] };
             let mut out = vec![0f32; rows * self.dims[l].1];
-            forward_layer(input, &self.weights[l], &self.biases[l], &mut out, l < last);
+            forward_layer(
+                input,
+                &self.weights[l],
+                &self.biases[l],
+                &mut out,
+                l < last,
+                &mut wt,
+            );
             if l == last {
                 return Forward {
                     features: hidden,
@@ -114,8 +122,15 @@ impl Fc {
 
 /// One dense layer, followed by a ReLU when `relu`.
 #[inline(always)]
-fn forward_layer_body(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bool) {
-    crate::kernels::dense(x, w, b, out);
+fn forward_layer_body(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    relu: bool,
+    wt: &mut Vec<f32>,
+) {
+    crate::kernels::dense(x, w, b, out, wt);
     if relu {
         crate::kernels::relu(out);
     }
@@ -123,7 +138,7 @@ fn forward_layer_body(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bo
 
 crate::kernels::simd! {
     /// [`forward_layer_body`] for the widest vectors the CPU has (the same bits on each).
-    pub(crate) fn forward_layer(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bool) = forward_layer_body;
+    pub(crate) fn forward_layer(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], relu: bool, wt: &mut Vec<f32>) = forward_layer_body;
 }
 
 /// The `fc` network with its SGD momentum and step buffers: its [`Model`].
@@ -202,6 +217,8 @@ struct Workspace {
     deltas: Vec<Vec<f32>>,
     /// Gradients of each layer's weight and bias.
     grads: Vec<(Vec<f32>, Vec<f32>)>,
+    /// A layer's weights transposed, for the forward pass.
+    wt: Vec<f32>,
 }
 
 impl Workspace {
@@ -217,6 +234,7 @@ impl Workspace {
                 .iter()
                 .map(|&(i, o)| (vec![0.0; i * o], vec![0.0; o]))
                 .collect(),
+            wt: Vec::new(),
         }
     }
 
@@ -249,7 +267,7 @@ fn sgd_step_body(
             _ => &before[l - 1][..rows * net.dims[l - 1].1],
         };
         let out = &mut after[0][..rows * net.dims[l].1];
-        kernels::dense(input, &net.weights[l], &net.biases[l], out);
+        kernels::dense(input, &net.weights[l], &net.biases[l], out, &mut ws.wt);
         if l < last {
             kernels::relu(out);
         }

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use crate::kernels::{self, axpy, dense, simd};
+use crate::kernels::{self, dense, gemm, simd};
 use crate::model::{momentum_or_zeros, tensor, Sgd, Weights};
 use crate::rng::Rng;
 
@@ -208,12 +208,17 @@ fn conv_forward_body(g: Geometry, x: &[f32], weight: &[f32], bias: &[f32], out: 
     let pixels = g.ho * g.wo;
     let mut cols = vec![0f32; pixels * patch];
     let cout = bias.len();
+    let mut wt = Vec::new();
+    kernels::transpose(weight, cout, patch, &mut wt);
     for (image, o) in x
         .chunks_exact(g.h * g.w * g.c)
         .zip(out.chunks_exact_mut(pixels * cout))
     {
         g.im2col(image, &mut cols);
-        dense(&cols, weight, bias, o);
+        for row in o.chunks_exact_mut(cout) {
+            row.copy_from_slice(bias);
+        }
+        gemm((pixels, cout, patch), &cols, (patch, 1), &wt, cout, o, cout);
     }
 }
 
@@ -250,19 +255,23 @@ fn conv_backward_body(
         .enumerate()
     {
         g.im2col(image, &mut cols);
-        for (row, dr) in cols.chunks_exact(patch).zip(d.chunks_exact(cout)) {
-            for (o, &v) in dr.iter().enumerate() {
-                gb[o] += v;
-                axpy(&mut gw[o * patch..(o + 1) * patch], v, row);
+        for dr in d.chunks_exact(cout) {
+            for (b, &v) in gb.iter_mut().zip(dr) {
+                *b += v;
             }
         }
+        gemm((cout, patch, pixels), d, (1, cout), &cols, patch, gw, patch);
         if let Some(dx) = dx.as_deref_mut() {
-            for (drow, dr) in dcols.chunks_exact_mut(patch).zip(d.chunks_exact(cout)) {
-                drow.iter_mut().for_each(|v| *v = 0.0);
-                for (o, &v) in dr.iter().enumerate() {
-                    axpy(drow, v, &weight[o * patch..(o + 1) * patch]);
-                }
-            }
+            dcols.iter_mut().for_each(|v| *v = 0.0);
+            gemm(
+                (pixels, patch, cout),
+                d,
+                (cout, 1),
+                weight,
+                patch,
+                &mut dcols,
+                patch,
+            );
             g.col2im(&dcols, &mut dx[i * image_size..(i + 1) * image_size]);
         }
     }
@@ -726,7 +735,13 @@ impl Linear {
         let fan_out = self.bias.value.len();
         let rows = x.len() * fan_out / self.weight.value.len();
         let mut out = vec![0f32; rows * fan_out];
-        dense(x, &self.weight.value, &self.bias.value, &mut out);
+        dense(
+            x,
+            &self.weight.value,
+            &self.bias.value,
+            &mut out,
+            &mut Vec::new(),
+        );
         out
     }
 

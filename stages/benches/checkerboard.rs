@@ -1,0 +1,131 @@
+//! uinfo's side of `bench/vs-pytorch.sh`, on the default experiment's network and data:
+//! training milliseconds per step at batch 32 and 1024 (a validation pass after every epoch, as
+//! in a run), seconds per probe node (extraction of the three hidden layers, then 3 layers × 2
+//! labels decoded) for the linear and the MLP decoder, and one core's f32 peak measured by a
+//! plain loop of fused multiply-adds, with the fraction of it each part reaches.
+//!
+//! `cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT` with the dataset and the
+//! initial checkpoint (safetensors files, e.g. blobs of a uinfo store). Prints one JSON object.
+
+use std::time::Instant;
+
+use stages::checkpoint::Checkpoint;
+use stages::data::Dataset;
+use stages::decoder::{DecoderKind, DecoderParams};
+use stages::extract::{extract, ExtractParams};
+use stages::model::Cpu;
+use stages::probe::{probe, ProbeParams};
+use stages::tensors::TensorFile;
+use stages::train::{run_segment, Optimiser, Schedule, SegmentParams};
+
+fn read(path: &str) -> TensorFile {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    TensorFile::from_bytes(&bytes).unwrap_or_else(|e| panic!("{path}: {e:#}"))
+}
+
+fn segment(batch: usize, to_epoch: usize) -> SegmentParams {
+    SegmentParams {
+        optimiser: Optimiser {
+            lr: 0.05,
+            batch,
+            momentum: 0.0,
+            weight_decay: 5e-3,
+            schedule: Schedule::Constant,
+        },
+        phase_start: 0,
+        to_epoch,
+        target: "direction".into(),
+    }
+}
+
+/// Milliseconds per training step over `epochs` epochs, after one warm-up epoch.
+fn train_ms_per_step(init: &Checkpoint, data: &Dataset, batch: usize, epochs: usize) -> f64 {
+    let (warm, _) = run_segment(init, data, &segment(batch, 1), &Cpu).unwrap();
+    let start = Instant::now();
+    let (end, _) = run_segment(&warm, data, &segment(batch, 1 + epochs), &Cpu).unwrap();
+    start.elapsed().as_secs_f64() * 1e3 / (end.step - warm.step) as f64
+}
+
+/// Seconds of one probe node: extraction, then every hidden layer × both labels.
+fn probe_node_s(ckpt: &Checkpoint, data: &Dataset, kind: DecoderKind) -> f64 {
+    let start = Instant::now();
+    let reps = extract(ckpt, data, &ExtractParams::default(), &Cpu).unwrap();
+    let params = ProbeParams {
+        layers: Vec::new(),
+        labels: vec!["color".into(), "direction".into()],
+        decoder: DecoderParams::new(kind),
+        extract: None,
+    };
+    std::hint::black_box(probe(&reps, data, &params).unwrap());
+    start.elapsed().as_secs_f64()
+}
+
+/// One core's f32 operations per second in a fused multiply-add loop (two per multiply-add).
+fn peak_flops() -> f64 {
+    let iters = 20_000_000;
+    stages::kernels::multiply_add_loop(1000);
+    let start = Instant::now();
+    std::hint::black_box(stages::kernels::multiply_add_loop(iters));
+    (iters * 192 * 2) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [dataset, checkpoint] = &args[..] else {
+        eprintln!("usage: cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT");
+        std::process::exit(2);
+    };
+    let data = Dataset::from_file(&read(dataset)).unwrap();
+    let init = Checkpoint::from_file(&read(checkpoint)).unwrap();
+    let b32 = train_ms_per_step(&init, &data, 32, 5);
+    let b1024 = train_ms_per_step(&init, &data, 1024, 40);
+    let linear = probe_node_s(&init, &data, DecoderKind::Linear);
+    let mlp = probe_node_s(&init, &data, DecoderKind::Mlp);
+    let peak = peak_flops();
+    // Floating-point operations of the work timed above (multiply-adds count two).
+    let sizes = [(4usize, 100usize), (100, 100), (100, 100), (100, 2)];
+    let macs: usize = sizes.iter().map(|(i, o)| i * o).sum();
+    let input_grad_macs: usize = sizes[1..].iter().map(|(i, o)| i * o).sum();
+    let step_flops = |rows: usize| (2 * rows * (2 * macs + input_grad_macs)) as f64;
+    let (fit, es, test) = (8100.0, 900.0, 1000.0);
+    let evals = 31.0;
+    let decoder_flops = |dim: f64, hidden: Option<f64>| {
+        let macs = match hidden {
+            None => dim * 2.0,
+            Some(h) => dim * h + h * 2.0,
+        };
+        // Forward and weight gradient per fitting step; forward per evaluation.
+        2.0 * macs * (300.0 * 2.0 * fit + evals * (es + test))
+    };
+    let linear_flops = 6.0 * decoder_flops(100.0, None);
+    let mlp_flops = 6.0 * decoder_flops(100.0, Some(64.0));
+    println!(
+        "{}",
+        serde_json::json!({
+            "train_ms_per_step_b32": b32,
+            "train_ms_per_step_b1024": b1024,
+            "probe_node_s_linear": linear,
+            "probe_node_s_mlp": mlp,
+            "peak_gflops": peak / 1e9,
+            "peak_fraction": {
+                "train_b32": step_flops(32) / (b32 / 1e3) / peak,
+                "train_b1024": step_flops(1024) / (b1024 / 1e3) / peak,
+                "probe_linear": linear_flops / linear / peak,
+                "probe_mlp": mlp_flops / mlp / peak,
+            },
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+}
