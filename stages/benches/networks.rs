@@ -8,6 +8,10 @@
 
 use std::time::Instant;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::peak_rss_mib;
+
 use stages::checkpoint::Checkpoint;
 use stages::data::{Dataset, Inputs, Split};
 use stages::extract::{extract, ExtractParams};
@@ -90,15 +94,6 @@ fn dense_baseline() -> f64 {
         std::hint::black_box(&out);
     }
     (reps * rows * fan_in * fan_out) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 fn main() {

@@ -421,22 +421,17 @@ fn class_offsets(targets: &[Target]) -> (Vec<usize>, usize) {
     (offsets, total)
 }
 
-/// The softmax cross-entropy gradient, scaled, of one example's logits `z` (read at
-/// `z[c * stride]`) against class `y`, written in place.
+/// The softmax cross-entropy gradient, scaled, of one example's logits `z` against class `y`,
+/// written in place.
 #[inline(always)]
-fn softmax_grad(z: &mut [f32], stride: usize, classes: usize, y: usize, scale: f32) {
-    let mut m = f32::NEG_INFINITY;
-    for c in 0..classes {
-        m = m.max(z[c * stride]);
-    }
+fn softmax_grad(z: &mut [f32], y: usize, scale: f32) {
+    let m = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0f32;
-    for c in 0..classes {
-        let e = kernels::exp_fast(z[c * stride] - m);
-        z[c * stride] = e;
-        sum += e;
+    for v in z.iter_mut() {
+        *v = kernels::exp_fast(*v - m);
+        sum += *v;
     }
-    for c in 0..classes {
-        let v = &mut z[c * stride];
+    for (c, v) in z.iter_mut().enumerate() {
         *v = (*v / sum - f32::from(c == y)) * scale;
     }
 }
@@ -452,7 +447,6 @@ fn softmax_grad_columns(
     (max, sum): (&mut [f32], &mut [f32]),
 ) {
     let rows = y.len();
-    let classes = z.len() / rows;
     max.fill(f32::NEG_INFINITY);
     for zc in z.chunks_exact(rows) {
         for (m, &v) in max.iter_mut().zip(zc) {
@@ -472,7 +466,6 @@ fn softmax_grad_columns(
             *v = (*v / s - hit) * scale;
         }
     }
-    debug_assert_eq!(classes * rows, z.len());
 }
 
 /// Mean cross-entropy (nats) and accuracy of each target's block of `logits`, read through
@@ -768,9 +761,7 @@ mod mlp {
         for (t, &off) in targets.iter().zip(offsets) {
             for (r, &y) in t.fit.iter().enumerate() {
                 softmax_grad(
-                    &mut w.logits[r * classes + off..],
-                    1,
-                    t.classes,
+                    &mut w.logits[r * classes + off..][..t.classes],
                     y as usize,
                     scale,
                 );
