@@ -5,7 +5,8 @@
 //! plain loop of fused multiply-adds, with the fraction of it each part reaches.
 //!
 //! `cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT` with the dataset and the
-//! initial checkpoint (safetensors files, e.g. blobs of a uinfo store). Prints one JSON object.
+//! initial checkpoint (safetensors files, e.g. blobs of a uinfo store), optionally followed by the
+//! parts to time (`b32 b1024 linear mlp`; the others print as null). Prints one JSON object.
 
 use std::time::Instant;
 
@@ -78,16 +79,23 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let [dataset, checkpoint] = &args[..] else {
-        eprintln!("usage: cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT");
+    let [dataset, checkpoint, parts @ ..] = &args[..] else {
+        eprintln!(
+            "usage: cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT [PART...]\n\
+             parts: b32 b1024 linear mlp (default: all)"
+        );
         std::process::exit(2);
     };
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let data = Dataset::from_file(&read(dataset)).unwrap();
     let init = Checkpoint::from_file(&read(checkpoint)).unwrap();
-    let b32 = train_ms_per_step(&init, &data, 32, 5);
-    let b1024 = train_ms_per_step(&init, &data, 1024, 40);
-    let linear = probe_node_s(&init, &data, DecoderKind::Linear);
-    let mlp = probe_node_s(&init, &data, DecoderKind::Mlp);
+    let timed = |part: &str, f: &dyn Fn() -> f64| wanted(part).then(f).unwrap_or(f64::NAN);
+    let b32 = timed("b32", &|| train_ms_per_step(&init, &data, 32, 5));
+    let b1024 = timed("b1024", &|| train_ms_per_step(&init, &data, 1024, 40));
+    let linear = timed("linear", &|| {
+        probe_node_s(&init, &data, DecoderKind::Linear)
+    });
+    let mlp = timed("mlp", &|| probe_node_s(&init, &data, DecoderKind::Mlp));
     let peak = peak_flops();
     // Floating-point operations of the work timed above (multiply-adds count two).
     let sizes = [(4usize, 100usize), (100, 100), (100, 100), (100, 2)];

@@ -405,6 +405,62 @@ impl Adam {
     }
 }
 
+/// The fitting slice in blocks of `block` examples: each block's features transposed (dim ×
+/// block, one after another in `xt`), and, if asked for, as rows ending in 1 (`x1`, rows ×
+/// (dim + 1): the 1 turns a bias gradient into one more column of the weight gradient).
+struct Blocked {
+    xt: Vec<f32>,
+    x1: Vec<f32>,
+    labels: Vec<Vec<i64>>,
+    rows: usize,
+    block: usize,
+}
+
+/// Examples per block of a decoder's gradient: a block's features and activations stay in the
+/// L2 cache. A multiple of [`kernels::NT_LANES`], so the blocking leaves the sums' bits alone.
+const BLOCK: usize = 512;
+
+impl Blocked {
+    fn new(x: &[f32], dim: usize, targets: &[Target], (block, ones): (usize, bool)) -> Blocked {
+        let rows = x.len() / dim;
+        let mut xt = Vec::with_capacity(x.len());
+        let mut t = Vec::new();
+        for block in x.chunks(block * dim) {
+            kernels::transpose(block, block.len() / dim, dim, &mut t);
+            xt.extend_from_slice(&t);
+        }
+        let x1 = match ones {
+            true => x
+                .chunks_exact(dim)
+                .flat_map(|r| r.iter().copied().chain([1.0]))
+                .collect(),
+            false => Vec::new(),
+        };
+        let labels = targets.iter().map(|t| t.fit.to_vec()).collect();
+        Blocked {
+            xt,
+            x1,
+            labels,
+            rows,
+            block,
+        }
+    }
+}
+
+/// `out[i] +=` each element of row `i` of `m` (rows of `len`) in order, four rows at a time.
+fn add_row_sums(m: &[f32], len: usize, out: &mut [f32]) {
+    for (o, rows) in out.chunks_mut(4).zip(m.chunks(4 * len)) {
+        let mut acc = [0f32; 4];
+        acc[..o.len()].copy_from_slice(o);
+        for r in 0..len {
+            for (a, row) in acc.iter_mut().zip(rows.chunks_exact(len)) {
+                *a += row[r];
+            }
+        }
+        o.copy_from_slice(&acc[..o.len()]);
+    }
+}
+
 /// A uniform ±1/√fan_in initialised linear layer (weight fan_out × fan_in, then bias).
 fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f32>) {
     crate::model::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
@@ -421,23 +477,9 @@ fn class_offsets(targets: &[Target]) -> (Vec<usize>, usize) {
     (offsets, total)
 }
 
-/// The softmax cross-entropy gradient, scaled, of one example's logits `z` against class `y`,
-/// written in place.
-#[inline(always)]
-fn softmax_grad(z: &mut [f32], y: usize, scale: f32) {
-    let m = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0f32;
-    for v in z.iter_mut() {
-        *v = kernels::exp_fast(*v - m);
-        sum += *v;
-    }
-    for (c, v) in z.iter_mut().enumerate() {
-        *v = (*v / sum - f32::from(c == y)) * scale;
-    }
-}
-
-/// [`softmax_grad`] of every example at once, on logits stored class by class (`z[c * rows +
-/// r]`), with `max` and `sum` as scratch: the same operations per example, vectorised across
+/// The softmax cross-entropy gradient, scaled, of every example's logits against its label,
+/// in place, on logits stored class by class (`z[c * rows + r]`), with `max` and `sum` as
+/// scratch: per example, `(e^(z - max) / Σ e^(z - max) - onehot) * scale`, vectorised across
 /// examples.
 #[inline(always)]
 fn softmax_grad_columns(
@@ -450,7 +492,7 @@ fn softmax_grad_columns(
     max.fill(f32::NEG_INFINITY);
     for zc in z.chunks_exact(rows) {
         for (m, &v) in max.iter_mut().zip(zc) {
-            *m = m.max(v);
+            *m = if v > *m { v } else { *m };
         }
     }
     sum.fill(0.0);
@@ -502,10 +544,10 @@ fn evaluate_all(
 /// number of labels.
 mod linear {
     use super::{
-        class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam, DecoderParams,
-        EarlyStopping, Fitted, Held, Rng, Slices, Target,
+        add_row_sums, class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam,
+        Blocked, DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, BLOCK,
     };
-    use crate::kernels::{self, gemm};
+    use crate::kernels::{self, gemm, gemm_nt_partial, reduce_partials};
 
     /// `zt` (classes × rows) = `w` · `xt` + `b`, with `xt` the features transposed.
     #[inline(always)]
@@ -524,44 +566,45 @@ mod linear {
         gb: Vec<f32>,
         max: Vec<f32>,
         sum: Vec<f32>,
+        partial: Vec<f32>,
     }
 
-    /// The mean cross-entropy gradient of every target over the fitting rows, into `g`.
+    /// The mean cross-entropy gradient of every target over the fitting rows, into `g`, block
+    /// by block: one read of a block's features from memory serves both the logits and the
+    /// weight gradient (sums of products along the examples, in 16 lanes).
     #[inline(always)]
     fn gradient_body(
         w: &[f32],
         b: &[f32],
-        (x, xt): (&[f32], &[f32]),
-        targets: &[Target],
-        offsets: &[usize],
+        x: &Blocked,
+        (targets, offsets): (&[Target], &[usize]),
         g: &mut Work,
     ) {
         let (classes, dim) = (b.len(), w.len() / b.len());
-        let rows = x.len() / dim;
-        logits_t(w, b, xt, rows, &mut g.zt);
-        let scale = 1.0 / rows as f32;
-        for (t, &off) in targets.iter().zip(offsets) {
-            let block = &mut g.zt[off * rows..(off + t.classes) * rows];
-            softmax_grad_columns(block, t.fit, scale, (&mut g.max, &mut g.sum));
+        let scale = 1.0 / x.rows as f32;
+        g.gw.fill(0.0);
+        g.gb.fill(0.0);
+        g.partial.clear();
+        g.partial.resize(classes * dim * kernels::NT_LANES, 0.0);
+        for r0 in (0..x.rows).step_by(x.block) {
+            let n = x.block.min(x.rows - r0);
+            let xt = &x.xt[r0 * dim..(r0 + n) * dim];
+            let zt = &mut g.zt[..classes * n];
+            logits_t(w, b, xt, n, zt);
+            for (t, (target, &off)) in targets.iter().zip(offsets).enumerate() {
+                let block = &mut zt[off * n..(off + target.classes) * n];
+                let y = &x.labels[t][r0..r0 + n];
+                softmax_grad_columns(block, y, scale, (&mut g.max[..n], &mut g.sum[..n]));
+            }
+            add_row_sums(zt, n, &mut g.gb);
+            gemm_nt_partial((classes, dim, n), (zt, n), (xt, n), &mut g.partial);
         }
-        for (gb, row) in g.gb.iter_mut().zip(g.zt.chunks_exact(rows)) {
-            *gb = row.iter().fold(0.0, |s, &v| s + v);
-        }
-        g.gw.iter_mut().for_each(|v| *v = 0.0);
-        gemm(
-            (classes, dim, rows),
-            &g.zt,
-            (rows, 1),
-            x,
-            dim,
-            &mut g.gw,
-            dim,
-        );
+        reduce_partials(&g.partial, (classes, dim), &mut g.gw, dim);
     }
 
     kernels::simd! {
         /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(w: &[f32], b: &[f32], x: (&[f32], &[f32]), targets: &[Target], offsets: &[usize], g: &mut Work) = gradient_body;
+        fn gradient(w: &[f32], b: &[f32], x: &Blocked, targets: (&[Target], &[usize]), g: &mut Work) = gradient_body;
     }
 
     kernels::simd! {
@@ -601,14 +644,17 @@ mod linear {
             kernels::transpose(x, x.len() / dim, dim, &mut t);
             t
         };
-        let (fit_t, es_t, test_t) = (transposed(s.fit), transposed(s.es), transposed(s.test));
+        let (es_t, test_t) = (transposed(s.es), transposed(s.test));
+        let fit = Blocked::new(s.fit, dim, targets, (BLOCK, false));
         let (mut adam_w, mut adam_b) = (Adam::new(classes * dim), Adam::new(classes));
+        let rows = fit.rows.min(BLOCK);
         let mut g = Work {
-            zt: vec![0f32; classes * (s.fit.len() / dim)],
+            zt: vec![0f32; classes * rows],
             gw: vec![0f32; classes * dim],
             gb: vec![0f32; classes],
-            max: vec![0f32; s.fit.len() / dim],
-            sum: vec![0f32; s.fit.len() / dim],
+            max: vec![0f32; rows],
+            sum: vec![0f32; rows],
+            partial: Vec::new(),
         };
         let mut stopping: Vec<EarlyStopping> =
             targets.iter().map(|_| EarlyStopping::new(p)).collect();
@@ -623,7 +669,7 @@ mod linear {
             if step == p.steps {
                 break;
             }
-            gradient(&w, &b, (s.fit, &fit_t), targets, &offsets, &mut g);
+            gradient(&w, &b, &fit, (targets, &offsets), &mut g);
             adam_w.step(&mut w, &g.gw, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
         }
@@ -633,192 +679,178 @@ mod linear {
 
 /// One hidden ReLU layer per target, full-batch: the hidden layers of every target are one
 /// stacked dense layer over the features (one pass per step for the forward pass and one for
-/// the weight gradient), the output layers are per target.
+/// the weight gradient), the output layers are per target. Feature-major: activations are
+/// stored unit by unit (`h[j * rows + r]`), so the hidden layer, the heads and the softmax run
+/// along the examples, where the vectors are long.
 mod mlp {
-    use super::{
-        class_offsets, evaluate_all, init_linear, softmax_grad, Adam, DecoderParams, EarlyStopping,
-        Fitted, Held, Rng, Slices, Target,
-    };
-    use crate::kernels::{self, gemm};
 
-    /// The decoders' parameters: the stacked hidden layers (targets × hidden rows), and the
-    /// output layers (each target's classes × hidden, stacked).
+    use super::{
+        add_row_sums, class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam,
+        Blocked, DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, BLOCK,
+    };
+    use crate::kernels::{self, gemm, gemm_nt_partial, reduce_partials};
+
+    /// The stacked decoders: `w1` is stacked-hidden × (dim + 1), each row a unit's weights then
+    /// its bias; `w2` holds each target's classes × hidden block in turn, `b2` their biases.
     struct Params {
         w1: Vec<f32>,
-        b1: Vec<f32>,
         w2: Vec<f32>,
         b2: Vec<f32>,
     }
 
-    /// Buffers for one pass over a slice, and the gradients.
+    /// The sizes of the stacked decoders.
+    #[derive(Clone, Copy)]
+    struct Dims<'a> {
+        dim: usize,
+        hidden: usize,
+        stacked: usize,
+        classes: usize,
+        offsets: &'a [usize],
+        targets: &'a [Target<'a>],
+    }
+
     struct Work {
         hidden: Vec<f32>,
-        delta1: Vec<f32>,
         logits: Vec<f32>,
-        w1t: Vec<f32>,
-        w2t: Vec<f32>,
+        delta: Vec<f32>,
+        max: Vec<f32>,
+        sum: Vec<f32>,
+        partial: Vec<f32>,
         grads: Params,
     }
 
-    impl Work {
-        fn new(rows: usize, p: &Params) -> Work {
-            let stacked = p.b1.len();
-            Work {
-                hidden: vec![0.0; rows * stacked],
-                delta1: vec![0.0; rows * stacked],
-                logits: vec![0.0; rows * p.b2.len()],
-                w1t: Vec::new(),
-                w2t: Vec::new(),
-                grads: Params {
-                    w1: vec![0.0; p.w1.len()],
-                    b1: vec![0.0; stacked],
-                    w2: vec![0.0; p.w2.len()],
-                    b2: vec![0.0; p.b2.len()],
-                },
-            }
-        }
-    }
-
-    /// Hidden activations (rows × targets·hidden) and logits (rows × all classes) of `x`.
+    /// Hidden units and logits (both feature-major) of the `rows` examples in `xt` (dim × rows).
     #[inline(always)]
-    fn forward_body(
-        p: &Params,
-        x: &[f32],
-        (hidden, offsets, h): (&mut [f32], &[usize], usize),
-        logits: &mut [f32],
-        (w1t, w2t): (&mut Vec<f32>, &mut Vec<f32>),
-    ) {
-        let stacked = p.b1.len();
-        kernels::dense(x, &p.w1, &p.b1, hidden, w1t);
-        kernels::relu(hidden);
-        let classes = p.b2.len();
-        let rows = hidden.len() / stacked;
-        kernels::transpose(&p.w2, classes, h, w2t);
-        for row in logits.chunks_exact_mut(classes) {
-            row.copy_from_slice(&p.b2);
+    fn forward_body(p: &Params, d: Dims, xt: &[f32], hidden: &mut [f32], logits: &mut [f32]) {
+        let rows = xt.len() / d.dim;
+        for (h, w) in hidden
+            .chunks_exact_mut(rows)
+            .zip(p.w1.chunks_exact(d.dim + 1))
+        {
+            h.fill(w[d.dim]);
         }
-        // Output layer of target t: its hidden block times its rows of w2 (columns of w2t).
-        let ends: Vec<usize> = offsets[1..].iter().copied().chain([classes]).collect();
-        for (t, (&off, &end)) in offsets.iter().zip(&ends).enumerate() {
+        gemm(
+            (d.stacked, rows, d.dim),
+            &p.w1,
+            (d.dim + 1, 1),
+            xt,
+            rows,
+            hidden,
+            rows,
+        );
+        kernels::relu(hidden);
+        for (z, &b) in logits.chunks_exact_mut(rows).zip(&p.b2) {
+            z.fill(b);
+        }
+        for (t, (target, &off)) in d.targets.iter().zip(d.offsets).enumerate() {
             gemm(
-                (rows, end - off, h),
-                &hidden[t * h..],
-                (stacked, 1),
-                &w2t[off..],
-                classes,
-                &mut logits[off..],
-                classes,
+                (target.classes, rows, d.hidden),
+                &p.w2[off * d.hidden..],
+                (d.hidden, 1),
+                &hidden[t * d.hidden * rows..],
+                rows,
+                &mut logits[off * rows..],
+                rows,
             );
         }
     }
 
     kernels::simd! {
-        /// [`forward_body`] for the widest vectors the CPU has (the same bits on each).
-        fn forward(p: &Params, x: &[f32], hidden: (&mut [f32], &[usize], usize), logits: &mut [f32], wt: (&mut Vec<f32>, &mut Vec<f32>)) = forward_body;
+        fn forward(p: &Params, d: Dims, xt: &[f32], hidden: &mut [f32], logits: &mut [f32]) = forward_body;
     }
 
-    /// Each target's (mean CE, accuracy) on a slice.
-    fn evaluate(
-        p: &Params,
-        x: &[f32],
-        (targets, offsets, h): (&[Target], &[usize], usize),
-        slice: Held,
-    ) -> Vec<(f64, f64)> {
-        let rows = x.len() / (p.w1.len() / p.b1.len());
-        let classes = p.b2.len();
-        let mut hidden = vec![0f32; rows * p.b1.len()];
-        let mut logits = vec![0f32; rows * classes];
-        let (mut w1t, mut w2t) = (Vec::new(), Vec::new());
-        forward(
-            p,
-            x,
-            (&mut hidden, offsets, h),
-            &mut logits,
-            (&mut w1t, &mut w2t),
-        );
-        evaluate_all(targets, slice, offsets, |r, c| logits[r * classes + c])
+    fn evaluate(p: &Params, d: Dims, xt: &[f32], slice: Held) -> Vec<(f64, f64)> {
+        let rows = xt.len() / d.dim;
+        let mut hidden = vec![0f32; d.stacked * rows];
+        let mut logits = vec![0f32; d.classes * rows];
+        forward(p, d, xt, &mut hidden, &mut logits);
+        evaluate_all(d.targets, slice, d.offsets, |r, c| logits[c * rows + r])
     }
 
-    /// The mean cross-entropy gradient of every target over the fitting rows, into `w.grads`.
+    /// The loss's gradient with respect to every parameter, into `w.grads`, block by block:
+    /// each sum runs over the examples in order, as if unblocked.
     #[inline(always)]
-    fn gradient_body(
-        p: &Params,
-        x: &[f32],
-        (targets, offsets, h): (&[Target], &[usize], usize),
-        w: &mut Work,
-    ) {
-        let (stacked, classes) = (p.b1.len(), p.b2.len());
-        let dim = p.w1.len() / stacked;
-        let rows = x.len() / dim;
-        forward_body(
-            p,
-            x,
-            (&mut w.hidden, offsets, h),
-            &mut w.logits,
-            (&mut w.w1t, &mut w.w2t),
-        );
-        let scale = 1.0 / rows as f32;
-        for (t, &off) in targets.iter().zip(offsets) {
-            for (r, &y) in t.fit.iter().enumerate() {
-                softmax_grad(
-                    &mut w.logits[r * classes + off..][..t.classes],
-                    y as usize,
-                    scale,
+    fn gradient_body(p: &Params, d: Dims, x: &Blocked, w: &mut Work) {
+        let scale = 1.0 / x.rows as f32;
+        let g = &mut w.grads;
+        g.w1.fill(0.0);
+        g.w2.fill(0.0);
+        g.b2.fill(0.0);
+        w.partial.clear();
+        w.partial
+            .resize(d.classes * d.hidden * kernels::NT_LANES, 0.0);
+        for r0 in (0..x.rows).step_by(x.block) {
+            let n = x.block.min(x.rows - r0);
+            let xt = &x.xt[r0 * d.dim..(r0 + n) * d.dim];
+            let (hidden, logits) = (
+                &mut w.hidden[..d.stacked * n],
+                &mut w.logits[..d.classes * n],
+            );
+            forward_body(p, d, xt, hidden, logits);
+            let delta = &mut w.delta[..d.stacked * n];
+            delta.fill(0.0);
+            for (t, (target, &off)) in d.targets.iter().zip(d.offsets).enumerate() {
+                let (k, h) = (target.classes, d.hidden);
+                let dz = &mut logits[off * n..(off + k) * n];
+                let y = &x.labels[t][r0..r0 + n];
+                softmax_grad_columns(dz, y, scale, (&mut w.max[..n], &mut w.sum[..n]));
+                let hidden = &hidden[t * h * n..(t + 1) * h * n];
+                let partial = &mut w.partial[off * h * kernels::NT_LANES..];
+                gemm_nt_partial((k, h, n), (dz, n), (hidden, n), partial);
+                gemm(
+                    (h, n, k),
+                    &p.w2[off * h..],
+                    (1, h),
+                    dz,
+                    n,
+                    &mut delta[t * h * n..],
+                    n,
                 );
             }
-        }
-        let g = &mut w.grads;
-        g.b2.iter_mut().for_each(|v| *v = 0.0);
-        for d in w.logits.chunks_exact(classes) {
-            for (b, &v) in g.b2.iter_mut().zip(d) {
-                *b += v;
+            add_row_sums(logits, n, &mut g.b2);
+            for (v, &a) in delta.iter_mut().zip(hidden.iter()) {
+                if a <= 0.0 {
+                    *v = 0.0;
+                }
             }
+            let x1 = &x.x1[r0 * (d.dim + 1)..];
+            let shape = (d.stacked, d.dim + 1, n);
+            gemm(shape, delta, (n, 1), x1, d.dim + 1, &mut g.w1, d.dim + 1);
         }
-        g.w2.iter_mut().for_each(|v| *v = 0.0);
-        w.delta1.iter_mut().for_each(|v| *v = 0.0);
-        for (t, (target, &off)) in targets.iter().zip(offsets).enumerate() {
-            let k = target.classes;
-            // Output weights: their gradient from this target's logits and hidden block.
-            gemm(
-                (k, h, rows),
-                &w.logits[off..],
-                (1, classes),
-                &w.hidden[t * h..],
-                stacked,
-                &mut g.w2[off * h..],
-                h,
-            );
-            // The hidden block's gradient through this target's output weights.
-            gemm(
-                (rows, h, k),
-                &w.logits[off..],
-                (classes, 1),
-                &p.w2[off * h..],
-                h,
-                &mut w.delta1[t * h..],
-                stacked,
-            );
+        for (target, &off) in d.targets.iter().zip(d.offsets) {
+            let (k, h) = (target.classes, d.hidden);
+            let partial = &w.partial[off * h * kernels::NT_LANES..];
+            reduce_partials(partial, (k, h), &mut g.w2[off * h..], h);
         }
-        for (d, &a) in w.delta1.iter_mut().zip(&w.hidden) {
-            if a <= 0.0 {
-                *d = 0.0;
-            }
-        }
-        kernels::dense_grads(x, &w.delta1, &mut g.w1, &mut g.b1);
     }
 
     kernels::simd! {
-        /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(p: &Params, x: &[f32], targets: (&[Target], &[usize], usize), w: &mut Work) = gradient_body;
+        fn gradient(p: &Params, d: Dims, x: &Blocked, w: &mut Work) = gradient_body;
     }
 
-    /// Fits the MLPs; `None` for one whose early-stopping loss was never finite.
     pub(super) fn fit(s: &Slices, targets: &[Target], d: &DecoderParams) -> Vec<Option<Fitted>> {
+        fit_blocked(s, targets, d, BLOCK)
+    }
+
+    /// [`fit`] with the gradient taken `block` examples at a time (a multiple of 16).
+    pub(super) fn fit_blocked(
+        s: &Slices,
+        targets: &[Target],
+        d: &DecoderParams,
+        block: usize,
+    ) -> Vec<Option<Fitted>> {
         let (dim, h) = (s.dim, d.hidden);
-        let (offsets, _) = class_offsets(targets);
+        let (offsets, classes) = class_offsets(targets);
+        let dims = Dims {
+            dim,
+            hidden: h,
+            stacked: h * targets.len(),
+            classes,
+            offsets: &offsets,
+            targets,
+        };
         let mut p = Params {
             w1: Vec::new(),
-            b1: Vec::new(),
             w2: Vec::new(),
             b2: Vec::new(),
         };
@@ -826,20 +858,41 @@ mod mlp {
             let mut rng = Rng::derive(d.seed, "decoder", 0);
             let (w1, b1) = init_linear(&mut rng, dim, h);
             let (w2, b2) = init_linear(&mut rng, h, t.classes);
-            p.w1.extend(w1);
-            p.b1.extend(b1);
+            for (row, b) in w1.chunks_exact(dim).zip(b1) {
+                p.w1.extend(row);
+                p.w1.push(b);
+            }
             p.w2.extend(w2);
             p.b2.extend(b2);
         }
-        let mut adam = [p.w1.len(), p.b1.len(), p.w2.len(), p.b2.len()].map(Adam::new);
-        let mut work = Work::new(s.fit.len() / dim, &p);
-        let shape = (targets, offsets.as_slice(), h);
+        let transposed = |x: &[f32]| {
+            let mut t = Vec::new();
+            kernels::transpose(x, x.len() / dim, dim, &mut t);
+            t
+        };
+        let (es_t, test_t) = (transposed(s.es), transposed(s.test));
+        let fit = Blocked::new(s.fit, dim, targets, (block, true));
+        let rows = fit.rows.min(block);
+        let mut adam = [p.w1.len(), p.w2.len(), p.b2.len()].map(Adam::new);
+        let mut work = Work {
+            hidden: vec![0.0; dims.stacked * rows],
+            logits: vec![0.0; classes * rows],
+            delta: vec![0.0; dims.stacked * rows],
+            max: vec![0.0; rows],
+            sum: vec![0.0; rows],
+            partial: Vec::new(),
+            grads: Params {
+                w1: vec![0.0; p.w1.len()],
+                w2: vec![0.0; p.w2.len()],
+                b2: vec![0.0; p.b2.len()],
+            },
+        };
         let mut stopping: Vec<EarlyStopping> =
             targets.iter().map(|_| EarlyStopping::new(d)).collect();
         for step in 0..=d.steps {
             if stopping[0].due(step) {
-                let es = evaluate(&p, s.es, shape, Held::EarlyStopping);
-                let test = evaluate(&p, s.test, shape, Held::Test);
+                let es = evaluate(&p, dims, &es_t, Held::EarlyStopping);
+                let test = evaluate(&p, dims, &test_t, Held::Test);
                 for ((stop, e), t) in stopping.iter_mut().zip(es).zip(test) {
                     stop.offer(step, e.0, t);
                 }
@@ -847,13 +900,12 @@ mod mlp {
             if step == d.steps {
                 break;
             }
-            gradient(&p, s.fit, shape, &mut work);
+            gradient(&p, dims, &fit, &mut work);
             let t = step as i32 + 1;
             let g = &work.grads;
             adam[0].step(&mut p.w1, &g.w1, d.lr, t);
-            adam[1].step(&mut p.b1, &g.b1, d.lr, t);
-            adam[2].step(&mut p.w2, &g.w2, d.lr, t);
-            adam[3].step(&mut p.b2, &g.b2, d.lr, t);
+            adam[1].step(&mut p.w2, &g.w2, d.lr, t);
+            adam[2].step(&mut p.b2, &g.b2, d.lr, t);
         }
         stopping.into_iter().map(EarlyStopping::best).collect()
     }
@@ -927,6 +979,30 @@ mod tests {
             &|r| r.below(2) as i64,
         );
         assert!((m.bits - m.h_y_bits).abs() < 0.02, "{m:?}");
+    }
+
+    #[test]
+    fn mlp_results_do_not_depend_on_the_gradient_blocks() {
+        let mut rng = Rng::new(3);
+        let x: Vec<f32> = (0..1500 * 6).map(|_| rng.normal() as f32).collect();
+        let y: Vec<i64> = x.chunks(6).map(|r| i64::from(r[0] + r[3] > 0.0)).collect();
+        let (n_fit, dim) = (1000, 6);
+        let target = Target::new(&y[..1200], &y[1200..], n_fit, 2);
+        let slices = Slices {
+            fit: &x[..n_fit * dim],
+            es: &x[n_fit * dim..1200 * dim],
+            test: &x[1200 * dim..],
+            dim,
+        };
+        let mut p = DecoderParams::new(DecoderKind::Mlp);
+        p.steps = 40;
+        let ce = |block| {
+            let fitted = mlp::fit_blocked(&slices, std::slice::from_ref(&target), &p, block);
+            fitted[0].as_ref().unwrap().ce.to_bits()
+        };
+        let whole = ce(1024);
+        assert_eq!(ce(16), whole);
+        assert_eq!(ce(512), whole);
     }
 
     #[test]

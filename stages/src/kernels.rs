@@ -41,6 +41,9 @@ macro_rules! simd {
 }
 pub(crate) use simd;
 
+mod gemm;
+pub use gemm::{gemm, gemm_nt, gemm_nt_partial, reduce_partials, NT_LANES};
+
 /// Dot product in 16 fixed partial sums (lane i takes elements i, i + 16, ...), added in lane
 /// order, then the tail: the same bits whatever the vector width.
 #[inline(always)]
@@ -66,117 +69,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
     for (a, v) in acc.iter_mut().zip(x) {
         *a += alpha * v;
-    }
-}
-
-/// Rows of `a` (and of the output) per cache block of [`gemm`].
-const MB: usize = 64;
-/// Steps of the reduction per cache block of [`gemm`].
-const KB: usize = 256;
-
-/// `c[i][j] = fma(a[i][k-1], b[k-1][j], ... fma(a[i][0], b[0][j], c[i][j]))`: the matrix product
-/// `a · b` (m × k times k × n) added to `c` (m × n, row stride `ldc`), each output a chain of
-/// fused multiply-adds in the order of the reduction index, so its bits depend neither on the
-/// vector width nor on the blocking. `a[i][p]` is `a[i * rsa + p * csa]` (either layout, or a
-/// transposed view), `b[p][j]` is `b[p * ldb + j]`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(
-    (m, n, k): (usize, usize, usize),
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    for i0 in (0..m).step_by(MB) {
-        let rows = MB.min(m - i0);
-        for p0 in (0..k).step_by(KB) {
-            let depth = KB.min(k - p0);
-            let a = &a[i0 * rsa + p0 * csa..];
-            let b = &b[p0 * ldb..];
-            let c = &mut c[i0 * ldc..];
-            let mut j = 0;
-            while j < n {
-                let block = (rows, depth, a, (rsa, csa), &b[j..], ldb);
-                j += match n - j {
-                    32.. => columns::<4, 32>(block, &mut c[j..], ldc),
-                    16.. => columns::<8, 16>(block, &mut c[j..], ldc),
-                    8.. => columns::<8, 8>(block, &mut c[j..], ldc),
-                    4.. => columns::<8, 4>(block, &mut c[j..], ldc),
-                    _ => columns::<8, 1>(block, &mut c[j..], ldc),
-                };
-            }
-        }
-    }
-}
-
-/// One block of [`gemm`] restricted to `NR` columns: `(rows, depth, a, strides, b, ldb)`.
-type Block<'a> = (usize, usize, &'a [f32], (usize, usize), &'a [f32], usize);
-
-/// [`gemm`] on `NR` columns of a block, `MR` rows at a time (tiles of eight accumulators, enough
-/// to hide the latency of a fused multiply-add); returns `NR`.
-#[inline(always)]
-fn columns<const MR: usize, const NR: usize>(
-    (rows, depth, a, (rsa, csa), b, ldb): Block,
-    c: &mut [f32],
-    ldc: usize,
-) -> usize {
-    let mut i = 0;
-    while i + MR <= rows {
-        tile::<MR, NR>(
-            depth,
-            &a[i * rsa..],
-            (rsa, csa),
-            b,
-            ldb,
-            &mut c[i * ldc..],
-            ldc,
-        );
-        i += MR;
-    }
-    while i < rows {
-        tile::<1, NR>(
-            depth,
-            &a[i * rsa..],
-            (rsa, csa),
-            b,
-            ldb,
-            &mut c[i * ldc..],
-            ldc,
-        );
-        i += 1;
-    }
-    NR
-}
-
-/// The register tile of [`gemm`]: `R` rows × `NR` columns of `c` accumulated over `depth`.
-#[inline(always)]
-fn tile<const R: usize, const NR: usize>(
-    depth: usize,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    let mut acc = [[0f32; NR]; R];
-    for (i, row) in acc.iter_mut().enumerate() {
-        row.copy_from_slice(&c[i * ldc..i * ldc + NR]);
-    }
-    for p in 0..depth {
-        let bp: &[f32; NR] = b[p * ldb..p * ldb + NR].try_into().expect("NR columns");
-        for (i, row) in acc.iter_mut().enumerate() {
-            let av = a[i * rsa + p * csa];
-            for (v, &bv) in row.iter_mut().zip(bp) {
-                *v = av.mul_add(bv, *v);
-            }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        c[i * ldc..i * ldc + NR].copy_from_slice(row);
     }
 }
 
@@ -287,7 +179,8 @@ pub fn exp_fast(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer, ties to even.
     let x = x.clamp(-87.0, 88.0);
-    let k = x.mul_add(LOG2E, ROUND) - ROUND;
+    let shifted = x.mul_add(LOG2E, ROUND);
+    let k = shifted - ROUND;
     let r = (-k).mul_add(LN2_LO, (-k).mul_add(LN2_HI, x));
     let mut p: f32 = 1.0 / 5040.0;
     for c in [
@@ -301,7 +194,13 @@ pub fn exp_fast(x: f32) -> f32 {
     ] {
         p = p.mul_add(r, c);
     }
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // The integer k sits in the low bits of `shifted`: read there, with no float-to-integer
+    // conversion (which would not vectorise).
+    let k = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(k << 23)
 }
 
 /// Softmax cross-entropy of one row of logits against class `y`: turns `z` into the gradient
@@ -415,41 +314,6 @@ mod tests {
             .map(|j| delta[fan_out + j] * w[j * fan_in + 9])
             .sum();
         assert!((dx[fan_in + 9] - naive_dx).abs() < 1e-6);
-    }
-
-    #[test]
-    fn gemm_outputs_are_fused_chains_in_reduction_order_whatever_the_shape() {
-        for (m, n, k) in [
-            (1, 1, 1),
-            (3, 100, 37),
-            (70, 33, 300),
-            (9, 2, 513),
-            (64, 128, 100),
-        ] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7) % 19) as f32 * 0.13 - 1.1)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 5) % 23) as f32 * 0.07 - 0.8)
-                .collect();
-            let init: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.01).collect();
-            let mut c = init.clone();
-            // `a` read transposed: a[i][p] at p * m + i.
-            gemm((m, n, k), &a, (1, m), &b, n, &mut c, n);
-            for i in 0..m {
-                for j in 0..n {
-                    let mut acc = init[i * n + j];
-                    for p in 0..k {
-                        acc = a[p * m + i].mul_add(b[p * n + j], acc);
-                    }
-                    assert_eq!(
-                        acc.to_bits(),
-                        c[i * n + j].to_bits(),
-                        "{m}x{n}x{k} at {i},{j}"
-                    );
-                }
-            }
-        }
     }
 
     #[test]
