@@ -17,6 +17,10 @@ echo "== python environment"
 scripts/python-env.sh
 echo "== chromium (for the report test)"
 scripts/chromium.sh
+echo "== strace (the file:// remote's fsync test)"
+if ! command -v strace >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+fi
 echo "== S3 server (SeaweedFS on loopback, for the remote tests; stopped on exit)"
 bash scripts/s3-local.sh
 echo "== Slurm (slurmctld, 3 x slurmd, slurmdbd on loopback, for the Slurm tests; stopped on exit)"

@@ -64,6 +64,7 @@ fn child(phase: &str) {
                 params: serde_json::json!({}),
                 inputs: BTreeMap::new(),
                 outputs: BTreeMap::from([("blob".to_string(), d)]),
+                sizes: BTreeMap::from([("blob".to_string(), s.blob_size(&d))]),
                 provenance: Provenance::now_for("large", "bench", SystemTime::now(), "bench"),
             };
             s.put_manifest(&m).unwrap();

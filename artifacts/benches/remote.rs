@@ -17,12 +17,14 @@ use support::random_bytes;
 /// Fills `store` with `count` blobs of `len` bytes and one manifest naming them all.
 fn fill(store: &Store, label: &str, count: usize, len: usize) -> (Manifest, u64) {
     let mut outputs = BTreeMap::new();
+    let mut sizes = BTreeMap::new();
     for i in 0..count {
         let seed = (len as u64) << 20 | i as u64;
         outputs.insert(
             format!("{i:04}"),
             store.put_bytes(&random_bytes(seed, len)).unwrap(),
         );
+        sizes.insert(format!("{i:04}"), len as u64);
     }
     let key = canonical_key(&serde_json::json!({ "bench": label, "count": count, "len": len }));
     let m = Manifest {
@@ -32,6 +34,7 @@ fn fill(store: &Store, label: &str, count: usize, len: usize) -> (Manifest, u64)
         params: serde_json::json!({}),
         inputs: BTreeMap::new(),
         outputs,
+        sizes,
         provenance: Provenance::now_for(label, "bench", SystemTime::now(), "bench"),
     };
     store.put_manifest(&m).unwrap();

@@ -3,14 +3,17 @@
 //!
 //! Layout of a store root (default `.uinfo/`):
 //! `blobs/<2 hex>/<64 hex>`, `ac/<2 hex>/<64 hex>.json`, `tmp/`, `locks/`, `experiments/`,
-//! `config.json` (remotes). [`remote`] copies blobs and manifests to and from object stores.
+//! `config.json` (remotes). [`remote`] copies blobs and manifests to and from object stores
+//! and writes a [`PushRecord`] per push; [`counting`] counts the requests made to one.
 
 mod canonical;
+pub mod counting;
 mod digest;
 mod error;
 mod lock;
 mod maintenance;
 mod manifest;
+mod push_record;
 pub mod remote;
 mod store;
 
@@ -20,4 +23,5 @@ pub use error::StoreError;
 pub use lock::KeyLock;
 pub use maintenance::UseLock;
 pub use manifest::{Manifest, Provenance};
+pub use push_record::{PushRecord, WHOLE_STORE};
 pub use store::{BlobWriter, Store};

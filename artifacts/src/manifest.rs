@@ -22,8 +22,25 @@ pub struct Manifest {
     pub inputs: BTreeMap<String, Digest>,
     /// Output name (e.g. "checkpoint.safetensors") -> content digest.
     pub outputs: BTreeMap<String, Digest>,
+    /// Output name -> size in bytes, so that a transfer knows what it will move without asking
+    /// the remote. Empty in manifests written before sizes were recorded (they stay readable);
+    /// an output missing here has an unknown size.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<String, u64>,
     /// Where, when and by whom the outputs were made.
     pub provenance: Provenance,
+}
+
+impl Manifest {
+    /// Each distinct output blob with its recorded size (`None` when the manifest predates
+    /// sizes).
+    pub fn blobs(&self) -> impl Iterator<Item = (Digest, Option<u64>)> + '_ {
+        let mut seen = std::collections::BTreeSet::new();
+        self.outputs
+            .iter()
+            .filter(move |(_, d)| seen.insert(**d))
+            .map(|(name, d)| (*d, self.sizes.get(name).copied()))
+    }
 }
 
 /// Where, when and by whom a node's outputs were made.
@@ -73,7 +90,7 @@ impl Provenance {
 }
 
 /// RFC 3339 with milliseconds, clamped to the range humantime formats (1970 to 9999).
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     const LAST: Duration = Duration::from_secs(253_402_300_799);
     let t = t.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST);
     humantime::format_rfc3339_millis(t).to_string()
@@ -82,6 +99,56 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest as written before sizes were recorded (no `sizes` key).
+    const OLD_FORMAT: &str = r#"{
+  "key": "0000000000000000000000000000000000000000000000000000000000000001",
+  "stage": "train",
+  "stage_version": 4,
+  "params": {"epochs": [0, 1]},
+  "inputs": {},
+  "outputs": {
+    "checkpoint.safetensors": "00000000000000000000000000000000000000000000000000000000000000aa",
+    "log.parquet": "00000000000000000000000000000000000000000000000000000000000000bb"
+  },
+  "provenance": {
+    "node": "train/seed=0/e0-1",
+    "domain": "cpu-f32",
+    "uinfo_version": "0.1.0",
+    "host": "h",
+    "pid": 1,
+    "started": "2025-01-01T00:00:00.000Z",
+    "ended": "2025-01-01T00:00:01.000Z",
+    "seconds": 1.0
+  }
+}"#;
+
+    #[test]
+    fn old_manifests_without_sizes_are_read_with_unknown_sizes() {
+        let m: Manifest = serde_json::from_str(OLD_FORMAT).unwrap();
+        assert!(m.sizes.is_empty());
+        let blobs: Vec<_> = m.blobs().collect();
+        assert_eq!(blobs.len(), 2);
+        assert!(blobs.iter().all(|(_, size)| size.is_none()));
+    }
+
+    #[test]
+    fn sizes_round_trip_and_name_each_blob_once() {
+        let mut m: Manifest = serde_json::from_str(OLD_FORMAT).unwrap();
+        let d = m.outputs["log.parquet"];
+        m.outputs.insert("copy.parquet".into(), d);
+        m.sizes = BTreeMap::from([("log.parquet".into(), 7), ("copy.parquet".into(), 7)]);
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(
+            text.contains(r#""sizes":{"copy.parquet":7,"log.parquet":7}"#),
+            "{text}"
+        );
+        let back: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        let blobs: BTreeMap<Digest, Option<u64>> = back.blobs().collect();
+        assert_eq!(blobs.len(), 2);
+        assert_eq!(blobs[&d], Some(7));
+    }
 
     #[test]
     fn provenance_fills_host_pid_and_times() {

@@ -1,18 +1,24 @@
 //! Remotes (SPEC §2.4): object stores, S3-compatible or a local directory, holding copies of
 //! blobs and manifests so that one machine fetches what another computed.
 //!
-//! Layout under the remote's prefix: `blobs/<64 hex>` and `ac/<64 hex>.json`. Blobs and
-//! manifests are written only if absent. Everything fetched is checked against its digest (a
-//! manifest against its key) before it enters the local store. A push sends blobs before the
-//! manifests that name them, so a manifest on the remote has its blobs there even after a push
-//! was killed; a rerun lists what the remote has and sends only the rest.
+//! Layout under the remote's prefix: `blobs/<64 hex>`, `ac/<64 hex>.json` and
+//! `records/<experiment>/<64 hex>.json` (one [`PushRecord`] per push). Everything is written
+//! only if absent. Everything fetched is checked against its digest (a manifest against its
+//! key) before it enters the local store. A push sends blobs before the manifests that name
+//! them, and its record last, so a manifest on the remote has its blobs there even after a push
+//! was killed; a rerun sends only what is missing.
+//!
+//! Requests scale with the work, not with the remote: a push asks about each object it would
+//! send (HEAD), a pull fetches the manifests it needs by key and learns blob sizes from them;
+//! neither lists the remote (only `pull` without an experiment lists its manifests). A
+//! `file://` remote fsyncs every object it writes, like the local store ([`file_store`]).
 //!
 //! Blobs larger than the part size ([`Remote::with_part_size`]) stream: a push reads the file
 //! in parts sent as a multipart upload (which becomes visible only when complete, and is
 //! aborted on failure), a pull fetches ranged parts streamed to a temp file while hashing. At
 //! most `jobs` parts are held in memory at once, whatever the blobs' sizes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
+use object_store::path::{Path as ObjectPath, PathPart};
 use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, GetResult, GetResultPayload,
     MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
@@ -30,7 +36,7 @@ use object_store::{
 use tokio::sync::Semaphore;
 use tokio::task::{spawn_blocking, JoinSet};
 
-use crate::{BlobWriter, Digest, Manifest, Store, StoreError};
+use crate::{BlobWriter, Digest, Manifest, PushRecord, Store, StoreError};
 
 /// Objects transferred at once by default.
 pub const DEFAULT_JOBS: usize = 16;
@@ -109,6 +115,17 @@ pub enum RemoteError {
         /// What went wrong, with what to check.
         problem: String,
     },
+    /// An object on the remote that should be readable is not (e.g. a push record that does
+    /// not parse or does not match its name).
+    #[error("remote `{remote}`: {object} {why}")]
+    BadObject {
+        /// The remote's name.
+        remote: String,
+        /// The object's key under the remote's prefix.
+        object: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The local store failed.
     #[error(transparent)]
     Local(#[from] StoreError),
@@ -177,36 +194,36 @@ impl Remote {
     /// Connects to the remote `name` at `url` (nothing is sent until an operation; see
     /// [`Remote::check`]). S3 settings come from the standard AWS environment variables.
     pub fn open(name: &str, url: &str) -> Result<Remote, RemoteError> {
-        let unusable = |problem: String| RemoteError::Unusable {
-            remote: name.to_string(),
-            url: url.to_string(),
-            problem,
-        };
-        let (objects, prefix): (Arc<dyn ObjectStore>, String) = match Location::parse(url)? {
-            Location::S3 { bucket, prefix } => (Arc::new(s3(&bucket).map_err(unusable)?), prefix),
-            Location::File { dir } => {
-                if !dir.is_dir() {
-                    return Err(unusable(format!(
-                        "directory {} does not exist (create it first)",
-                        dir.display()
-                    )));
-                }
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| unusable(describe(&e, "")))?;
-                (Arc::new(fs), String::new())
-            }
-        };
+        let (objects, prefix) = connect(name, url)?;
+        Remote::from_store(name, url, objects, &prefix)
+    }
+
+    /// A remote named `name` over a given object store, its objects under `prefix` (without
+    /// leading or trailing slashes; may be empty); `url` only names it in messages. This is how
+    /// a wrapped store, e.g. [`crate::counting::Counting`] around what [`connect`] gives, is
+    /// put behind a remote.
+    pub fn from_store(
+        name: &str,
+        url: &str,
+        objects: Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> Result<Remote, RemoteError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| unusable(format!("cannot start the I/O runtime: {e}")))?;
+            .map_err(|e| RemoteError::Unusable {
+                remote: name.to_string(),
+                url: url.to_string(),
+                problem: format!("cannot start the I/O runtime: {e}"),
+            })?;
+        let prefix = prefix.trim_matches('/');
         Ok(Remote {
             name: name.to_string(),
             url: url.to_string(),
             objects,
             prefix: if prefix.is_empty() {
-                prefix
+                String::new()
             } else {
                 format!("{prefix}/")
             },
@@ -242,14 +259,15 @@ impl Remote {
         &self.url
     }
 
-    /// Lists under the prefix once, so that bad credentials, an unreachable endpoint or a
+    /// Lists the top level under the prefix (`blobs/`, `ac/`, `records/`: one request,
+    /// whatever the remote holds), so that bad credentials, an unreachable endpoint or a
     /// missing bucket are found before any work, with one clear error.
     pub fn check(&self) -> Result<(), RemoteError> {
         let prefix = ObjectPath::from(self.prefix.as_str());
         self.runtime.block_on(async {
-            match self.objects.list(Some(&prefix)).next().await {
-                Some(Err(e)) => Err(self.fail(&e)),
-                _ => Ok(()),
+            match self.objects.list_with_delimiter(Some(&prefix)).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.fail(&e)),
             }
         })
     }
@@ -261,7 +279,10 @@ impl Remote {
     }
 
     /// Sends the given manifests and the blobs they name, those the remote lacks: blobs first,
-    /// then manifests. Local blobs are verified as they are read.
+    /// then manifests. Each object is asked about (HEAD) and sent only when absent, so the
+    /// requests grow with the manifests given, not with the remote. Progress counts every
+    /// object of the push, sized from the manifests (from the local files for manifests that
+    /// predate sizes). Local blobs are verified as they are read.
     pub fn push(
         &self,
         local: &Store,
@@ -269,55 +290,111 @@ impl Remote {
         progress: &dyn Progress,
     ) -> Result<Transfer, RemoteError> {
         let clock = Instant::now();
+        let blobs: BTreeMap<Digest, u64> = blob_sizes(manifests)
+            .into_iter()
+            .map(|(d, size)| (d, size.unwrap_or_else(|| local.blob_size(&d))))
+            .collect();
+        let manifest_sizes: Vec<u64> = manifests
+            .iter()
+            .map(|m| file_size(&local.manifest_path(&m.key)))
+            .collect();
+        progress.start(
+            (blobs.len() + manifests.len()) as u64,
+            blobs.values().sum::<u64>() + manifest_sizes.iter().sum::<u64>(),
+        );
+        let counter = &Counter::default();
         self.runtime.block_on(async {
-            let on_remote = self.list("blobs/", "").await?;
-            let have_manifests = self.list("ac/", ".json").await?;
-            let blobs: BTreeSet<Digest> = manifests
-                .iter()
-                .flat_map(|m| m.outputs.values().copied())
-                .collect();
-            let send_blobs: Vec<Digest> = blobs
-                .iter()
-                .filter(|d| !on_remote.contains_key(d))
-                .copied()
-                .collect();
-            let send_manifests: Vec<&Manifest> = manifests
-                .iter()
-                .filter(|m| !have_manifests.contains_key(&m.key))
-                .collect();
-            let bytes: u64 = send_blobs.iter().map(|d| local.blob_size(d)).sum::<u64>()
-                + send_manifests
-                    .iter()
-                    .map(|m| file_size(&local.manifest_path(&m.key)))
-                    .sum::<u64>();
-            progress.start((send_blobs.len() + send_manifests.len()) as u64, bytes);
-            let counter = Counter::default();
-            let sent = &counter;
             let buffers = &Buffers::default();
-            futures::stream::iter(send_blobs.iter().map(|&d| async move {
+            futures::stream::iter(blobs.iter().map(|(&d, &size)| async move {
+                if self.exists(&self.blob(&d)).await? {
+                    counter.skip(size, progress);
+                    return Ok(());
+                }
                 let (created, len) = self.put_blob(local, &d, PutMode::Create, buffers).await?;
-                sent.add(created, len, progress);
+                counter.add(created, len, progress);
                 Ok::<(), RemoteError>(())
             }))
             .buffer_unordered(self.jobs)
             .try_collect::<()>()
             .await?;
-            futures::stream::iter(send_manifests.iter().map(|m| async move {
-                let path = local.manifest_path(&m.key);
-                let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            let sized = manifests.iter().zip(manifest_sizes.iter().copied());
+            futures::stream::iter(sized.map(|(m, size)| async move {
+                let path = self.manifest(&m.key);
+                if self.exists(&path).await? {
+                    counter.skip(size, progress);
+                    return Ok(());
+                }
+                let file = local.manifest_path(&m.key);
+                let bytes = std::fs::read(&file).map_err(|e| StoreError::io(&file, e))?;
                 let len = bytes.len() as u64;
-                let created = self
-                    .put(&self.manifest(&m.key), bytes, PutMode::Create)
-                    .await?;
-                sent.add(created, len, progress);
+                let created = self.put(&path, bytes, PutMode::Create).await?;
+                counter.add(created, len, progress);
                 Ok::<(), RemoteError>(())
             }))
             .buffer_unordered(self.jobs)
             .try_collect::<()>()
-            .await?;
-            let present = blobs.len() - send_blobs.len() + manifests.len() - send_manifests.len();
-            Ok(sent.transfer(present as u64, Vec::new(), clock))
+            .await
+        })?;
+        Ok(counter.transfer(0, Vec::new(), clock))
+    }
+
+    /// Writes a push record (after its push) under `records/<experiment>/<digest>.json`,
+    /// unless an identical one is there; returns its digest.
+    pub fn put_record(&self, record: &PushRecord) -> Result<Digest, RemoteError> {
+        let bytes = record.to_bytes();
+        let d = Digest::of(&bytes);
+        let path = self.record(record.folder(), &d);
+        self.runtime
+            .block_on(self.put(&path, bytes, PutMode::Create))?;
+        Ok(d)
+    }
+
+    /// The push records of `experiment` (`None`: of pushes of whole stores), by digest. Lists
+    /// only that experiment's records. A record that cannot be read, does not parse or does
+    /// not match its name is an error naming it: records are roots, and a root that cannot be
+    /// trusted must stop whoever relies on them.
+    pub fn records(
+        &self,
+        experiment: Option<&str>,
+    ) -> Result<Vec<(Digest, PushRecord)>, RemoteError> {
+        let folder = experiment.unwrap_or(crate::WHOLE_STORE);
+        let dir = self.records_dir(folder);
+        self.runtime.block_on(async {
+            let listed: Vec<object_store::ObjectMeta> = self
+                .objects
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(&e))?;
+            let mut records = Vec::new();
+            for meta in listed {
+                records.push(self.get_record(&meta.location).await?);
+            }
+            records.sort_by(|a, b| (&a.1.pushed, a.0).cmp(&(&b.1.pushed, b.0)));
+            Ok(records)
         })
+    }
+
+    /// Reads and checks one push record.
+    async fn get_record(&self, path: &ObjectPath) -> Result<(Digest, PushRecord), RemoteError> {
+        let bad = |why: String| RemoteError::BadObject {
+            remote: self.name.clone(),
+            object: path.to_string(),
+            why,
+        };
+        let name = path
+            .filename()
+            .and_then(|f| f.strip_suffix(".json"))
+            .and_then(|f| f.parse::<Digest>().ok())
+            .ok_or_else(|| bad("is not named <digest>.json".into()))?;
+        let got = self.objects.get(path).await.map_err(|e| self.fail(&e))?;
+        let bytes = got.bytes().await.map_err(|e| self.fail(&e))?;
+        if Digest::of(&bytes) != name {
+            return Err(bad("does not match its name (corrupt)".into()));
+        }
+        let record = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("does not parse as a push record ({e})")))?;
+        Ok((name, record))
     }
 
     /// Sends one node's blobs and manifest, skipping what the remote has (for `run --push`).
@@ -343,12 +420,8 @@ impl Remote {
             for d in m.outputs.values() {
                 let path = self.blob(d);
                 let replacing = replace.contains(d);
-                if !replacing {
-                    match self.objects.head(&path).await {
-                        Ok(_) => continue,
-                        Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(self.fail(&e)),
-                    }
+                if !replacing && self.exists(&path).await? {
+                    continue;
                 }
                 self.put_blob(local, d, mode(replacing), &buffers).await?;
                 if replacing {
@@ -393,7 +466,9 @@ impl Remote {
 
     /// Brings the given (remote) manifests into the local store with the blobs it lacks. A blob
     /// is stored only when its content matches its name; a manifest only when all its blobs are
-    /// then present. What was kept out is listed in [`Transfer::problems`].
+    /// then present. What was kept out is listed in [`Transfer::problems`]. Blob sizes (for
+    /// progress and ranged reads) come from the manifests; only blobs of manifests that predate
+    /// sizes are asked about (HEAD).
     pub fn pull(
         &self,
         local: &Store,
@@ -401,23 +476,19 @@ impl Remote {
         progress: &dyn Progress,
     ) -> Result<Transfer, RemoteError> {
         let clock = Instant::now();
+        let named = blob_sizes(manifests);
+        let wanted: BTreeSet<Digest> = named
+            .keys()
+            .filter(|d| !local.has_blob(d))
+            .copied()
+            .collect();
+        let new_manifests = manifests
+            .iter()
+            .filter(|m| !local.manifest_path(&m.key).is_file())
+            .count();
         self.runtime.block_on(async {
-            let named: BTreeSet<Digest> = manifests
-                .iter()
-                .flat_map(|m| m.outputs.values().copied())
-                .collect();
-            let wanted: BTreeSet<Digest> =
-                named.iter().filter(|d| !local.has_blob(d)).copied().collect();
-            let sizes = if wanted.is_empty() {
-                HashMap::new()
-            } else {
-                self.list("blobs/", "").await?
-            };
-            let bytes = wanted.iter().filter_map(|d| sizes.get(d)).sum();
-            let new_manifests = manifests
-                .iter()
-                .filter(|m| !local.manifest_path(&m.key).is_file())
-                .count();
+            let sizes = self.sizes(&wanted, &named).await?;
+            let bytes = sizes.values().sum();
             progress.start((wanted.len() + new_manifests) as u64, bytes);
             let got = Counter::default();
             let bad = self
@@ -443,6 +514,31 @@ impl Remote {
         })
     }
 
+    /// The sizes of the `wanted` blobs: from `named` (sizes the manifests record), else asked of
+    /// the remote (HEAD); a blob the remote lacks is left out (its download reports it).
+    async fn sizes(
+        &self,
+        wanted: &BTreeSet<Digest>,
+        named: &BTreeMap<Digest, Option<u64>>,
+    ) -> Result<HashMap<Digest, u64>, RemoteError> {
+        let known = wanted.iter().filter_map(|d| Some((*d, named[d]?)));
+        let mut sizes: HashMap<Digest, u64> = known.collect();
+        let unknown = wanted.iter().filter(|d| !sizes.contains_key(d));
+        let asked: Vec<Option<(Digest, u64)>> =
+            futures::stream::iter(unknown.map(|&d| async move {
+                match self.objects.head(&self.blob(&d)).await {
+                    Ok(meta) => Ok(Some((d, meta.size))),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.fail(&e)),
+                }
+            }))
+            .buffer_unordered(self.jobs)
+            .try_collect()
+            .await?;
+        sizes.extend(asked.into_iter().flatten());
+        Ok(sizes)
+    }
+
     /// Fetches the result stored under `key`, manifest and blobs, into the local store.
     pub fn fetch(&self, local: &Store, key: &Digest) -> Result<Fetch, RemoteError> {
         self.runtime.block_on(async {
@@ -462,14 +558,10 @@ impl Remote {
                 .filter(|d| !local.has_blob(d))
                 .copied()
                 .collect();
+            let sizes: HashMap<Digest, u64> =
+                m.blobs().filter_map(|(d, size)| Some((d, size?))).collect();
             let bad = self
-                .download(
-                    local,
-                    &wanted,
-                    &HashMap::new(),
-                    &Counter::default(),
-                    &Silent,
-                )
+                .download(local, &wanted, &sizes, &Counter::default(), &Silent)
                 .await?;
             if !bad.is_empty() {
                 let why: Vec<String> = bad.iter().map(|(_, p)| p.clone()).collect();
@@ -489,14 +581,10 @@ impl Remote {
         self.runtime.block_on(async {
             let buffers = &Buffers::default();
             futures::stream::iter(blobs.iter().map(|d| async move {
-                match self.objects.head(&self.blob(d)).await {
-                    Ok(_) => Ok(()),
-                    Err(object_store::Error::NotFound { .. }) => self
-                        .put_blob(local, d, PutMode::Create, buffers)
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(self.fail(&e)),
+                if !self.exists(&self.blob(d)).await? {
+                    self.put_blob(local, d, PutMode::Create, buffers).await?;
                 }
+                Ok(())
             }))
             .buffer_unordered(self.jobs)
             .try_collect::<()>()
@@ -534,7 +622,7 @@ impl Remote {
 
     /// Downloads blobs in parallel, storing those whose content matches their name; returns
     /// each blob that is missing on the remote or corrupt, with a problem line. `sizes` holds
-    /// the remote's sizes where listed; other blobs' sizes are asked for.
+    /// the blobs' sizes where known; other blobs' sizes are asked for.
     async fn download(
         &self,
         local: &Store,
@@ -587,7 +675,7 @@ impl Remote {
         Ok(problems.into_iter().flatten().collect())
     }
 
-    /// Streams the blob `d`, `size` bytes when listed, into a new local blob writer, in ranged
+    /// Streams the blob `d`, `size` bytes as recorded, into a new local blob writer, in ranged
     /// requests of the part size when larger; returns the writer and the bytes received, or
     /// `None` when the remote lacks the blob.
     async fn get_blob(
@@ -684,7 +772,16 @@ impl Remote {
         }
     }
 
-    /// Digests named by the objects under `dir` (e.g. "blobs/"), with their sizes.
+    /// Whether an object exists at `path` (one HEAD request).
+    async fn exists(&self, path: &ObjectPath) -> Result<bool, RemoteError> {
+        match self.objects.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.fail(&e)),
+        }
+    }
+
+    /// Digests named by the objects under `dir` (e.g. "ac/"), with their sizes.
     async fn list(&self, dir: &str, suffix: &str) -> Result<HashMap<Digest, u64>, RemoteError> {
         let prefix = ObjectPath::from(format!("{}{dir}", self.prefix));
         let mut out = HashMap::new();
@@ -844,6 +941,16 @@ impl Remote {
         ObjectPath::from(format!("{}ac/{}.json", self.prefix, key.hex()))
     }
 
+    /// `records/<folder>/` under the prefix; the folder (an experiment name) is one path
+    /// segment, escaped where it holds characters object keys should not.
+    fn records_dir(&self, folder: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}records", self.prefix)).join(PathPart::from(folder))
+    }
+
+    fn record(&self, folder: &str, d: &Digest) -> ObjectPath {
+        self.records_dir(folder).join(format!("{}.json", d.hex()))
+    }
+
     fn fail(&self, e: &object_store::Error) -> RemoteError {
         let bucket = match Location::parse(&self.url) {
             Ok(Location::S3 { bucket, .. }) => bucket,
@@ -999,8 +1106,9 @@ fn copy_range(
 struct Counter {
     objects: AtomicU64,
     bytes: AtomicU64,
-    /// Objects found on the other side when written (another process was quicker).
-    raced: AtomicU64,
+    /// Objects the other side had: found when asked, or when written (another process was
+    /// quicker).
+    present: AtomicU64,
 }
 
 impl Counter {
@@ -1010,9 +1118,14 @@ impl Counter {
             self.objects.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(bytes, Ordering::Relaxed);
         } else {
-            self.raced.fetch_add(1, Ordering::Relaxed);
+            self.present.fetch_add(1, Ordering::Relaxed);
         }
         progress.advance(bytes);
+    }
+
+    /// Records one object of `bytes` that the other side had, so was not sent.
+    fn skip(&self, bytes: u64, progress: &dyn Progress) {
+        self.add(false, bytes, progress);
     }
 
     /// The summary, given how many objects the other side had before the transfer began.
@@ -1020,11 +1133,57 @@ impl Counter {
         Transfer {
             objects: self.objects.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
-            present: present + self.raced.load(Ordering::Relaxed),
+            present: present + self.present.load(Ordering::Relaxed),
             problems,
             seconds: clock.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// The object store a remote URL names and the key prefix inside it (without slashes at its
+/// ends): an S3 client configured from the AWS environment, or for `file://` the directory,
+/// which must exist, written with fsync ([`file_store`]). Nothing is sent yet.
+pub fn connect(name: &str, url: &str) -> Result<(Arc<dyn ObjectStore>, String), RemoteError> {
+    let unusable = |problem: String| RemoteError::Unusable {
+        remote: name.to_string(),
+        url: url.to_string(),
+        problem,
+    };
+    match Location::parse(url)? {
+        Location::S3 { bucket, prefix } => {
+            let client: Arc<dyn ObjectStore> = Arc::new(s3(&bucket).map_err(unusable)?);
+            Ok((client, prefix))
+        }
+        Location::File { dir } => {
+            if !dir.is_dir() {
+                return Err(unusable(format!(
+                    "directory {} does not exist (create it first)",
+                    dir.display()
+                )));
+            }
+            let fs: Arc<dyn ObjectStore> =
+                Arc::new(file_store(&dir).map_err(|e| unusable(describe(&e, "")))?);
+            Ok((fs, String::new()))
+        }
+    }
+}
+
+/// The object store of a `file://` remote at `dir` (an existing directory): the local
+/// filesystem with fsync on, so that an object is as durable as a blob of the local store. Each
+/// put writes a staged file (`<object>#<n>`), fsyncs it, links or renames it into place and
+/// fsyncs the directory; a multipart upload does the same when it completes.
+pub fn file_store(dir: &Path) -> Result<LocalFileSystem, object_store::Error> {
+    Ok(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true))
+}
+
+/// Each distinct blob the manifests name, with its size where one of them records it.
+fn blob_sizes(manifests: &[Manifest]) -> BTreeMap<Digest, Option<u64>> {
+    let mut sizes = BTreeMap::new();
+    for (d, size) in manifests.iter().flat_map(Manifest::blobs) {
+        let known: &mut Option<u64> = sizes.entry(d).or_default();
+        *known = known.or(size);
+    }
+    sizes
 }
 
 /// An S3 client configured from the AWS environment, with short timeouts and few retries so

@@ -576,6 +576,7 @@ mod tests {
             params: serde_json::json!({"lr": 0.1}),
             inputs: BTreeMap::new(),
             outputs: outputs.iter().map(|(n, d)| (n.to_string(), *d)).collect(),
+            sizes: BTreeMap::new(),
             provenance: Provenance::now_for(node, "cpu-f32", SystemTime::now(), "0.1.0"),
         }
     }

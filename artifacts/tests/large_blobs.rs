@@ -89,7 +89,7 @@ fn multipart_push_and_ranged_pull_round_trip() {
     assert!(b.is_complete(&m));
     assert!(tmp_is_empty(&b));
 
-    // `fetch` does not list the remote: it asks for the blob's size first.
+    // `fetch` does not list the remote: the blob's size comes from the manifest.
     let c = Store::open(&tmp.path().join("c")).unwrap();
     match remote.fetch(&c, &m.key).unwrap() {
         Fetch::Fetched(got) => assert_eq!(*got, m),

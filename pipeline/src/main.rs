@@ -335,6 +335,9 @@ fn report_transfer(verb: &str, s: &Shared, json: bool) -> ExitCode {
             t.objects as f64 / secs,
             t.present
         );
+        if let Some(record) = &s.record {
+            println!("recorded the push as {}...", record.short());
+        }
         if s.unavailable > 0 {
             let why = if verb == "pushed" {
                 "not computed here"
@@ -512,7 +515,12 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 ctx: &ctx,
                 slurm: slurm.as_ref(),
             };
-            let s = ops::run(&exp, &store, &selector, opts)?;
+            let mut s = ops::run(&exp, &store, &selector, opts)?;
+            match remote.as_ref().map(|r| r.record(&store, &exp.name)) {
+                Some(Ok(record)) => s.record = record,
+                Some(Err(warning)) => eprintln!("{warning}"),
+                None => {}
+            }
             if cli.json {
                 print_json(&s);
             } else {

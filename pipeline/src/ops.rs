@@ -136,6 +136,9 @@ pub struct RunSummary {
     pub files: Vec<PathBuf>,
     /// Runs whose training diverged: (run id, where and how).
     pub diverged: Vec<(String, String)>,
+    /// With `--push`, the digest of the run's push record on the remote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<artifacts::Digest>,
 }
 
 /// Runs an experiment: computes what is missing or stale (or fetches it from the remote),
@@ -205,6 +208,7 @@ pub fn run(
         skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - left_out,
         outputs,
         files,
+        record: None,
     })
 }
 

@@ -8,13 +8,14 @@ use std::sync::OnceLock;
 
 use anyhow::Result;
 use artifacts::remote::{Progress, Remote, Transfer};
-use artifacts::{Digest, Manifest, Store};
+use artifacts::{Digest, Manifest, PushRecord, Store};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::experiment::Experiment;
 use crate::graph::{build, Graph};
 use crate::plan::{input_digests, key, plan, State};
+use crate::runner::VERSION;
 
 /// What `push` or `pull` did, for printing.
 #[derive(Debug, Serialize)]
@@ -27,10 +28,15 @@ pub struct Shared {
     /// Nodes of the experiment that neither side could provide (not computed locally for a
     /// push; not on the remote for a pull).
     pub unavailable: usize,
+    /// The digest of the push's record on the remote (`records/<experiment>/<digest>.json`);
+    /// none for a pull, or a push with nothing to send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<Digest>,
 }
 
 /// Sends an experiment's cached results (or, without one, every complete result in the store)
-/// to the remote, those it lacks.
+/// to the remote, those it lacks, then writes the push's record there (naming every manifest
+/// of the push, sent or already there).
 pub fn push(
     exp: Option<&Experiment>,
     store: &Store,
@@ -64,10 +70,17 @@ pub fn push(
         }
     };
     let transfer = remote.push(store, &manifests, progress)?;
+    let record = if manifests.is_empty() {
+        None
+    } else {
+        let name = exp.map(|e| e.name.as_str());
+        Some(remote.put_record(&PushRecord::new(name, &manifests, store, VERSION))?)
+    };
     Ok(Shared {
         remote: remote.name().to_string(),
         transfer,
         unavailable,
+        record,
     })
 }
 
@@ -108,6 +121,7 @@ pub fn pull(
         remote: remote.name().to_string(),
         transfer,
         unavailable,
+        record: None,
     })
 }
 

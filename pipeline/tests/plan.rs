@@ -31,6 +31,7 @@ fn cache_dataset(store: &Store, g: &Graph) -> Manifest {
         params: node.params.clone(),
         inputs: BTreeMap::new(),
         outputs: [("dataset.safetensors".to_string(), blob)].into(),
+        sizes: [("dataset.safetensors".to_string(), 20)].into(),
         provenance: Provenance::now_for(&node.name, "", std::time::SystemTime::now(), "test"),
     };
     store.put_manifest(&m).unwrap();

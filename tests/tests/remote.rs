@@ -566,3 +566,67 @@ fn s3_default_experiment_shared() {
     };
     assert!(tables(&b) == tables(&a), "B's tables differ from A's");
 }
+
+/// The `file://` remote is written like the local store: for every object a push leaves in
+/// the remote's directory, strace shows its staged file fsynced, then linked or renamed into
+/// place, then the directory fsynced, all by one thread.
+#[test]
+fn file_remote_writes_are_fsynced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let r = remote(Kind::File, t, "fsync");
+    let a = clone_source(t, "a");
+    add_remote(t, &a, &r);
+    let log = t.join("strace.log");
+    let traced = Command::new("strace")
+        .args(["-f", "-y", "-qq", "-o"])
+        .arg(&log)
+        .args(["-e", "trace=fsync,link,linkat,rename,renameat,renameat2"])
+        .arg(uinfo_bin())
+        .arg("--store")
+        .arg(&a)
+        .args(["push", "tiny.toml", "-q"])
+        .current_dir(t)
+        .output()
+        .expect("this test needs strace (apt-get install strace)");
+    assert!(traced.status.success(), "{}", stderr(&traced));
+    let calls = syscalls(&std::fs::read_to_string(&log).unwrap());
+    let dir = r.dir.as_ref().unwrap().canonicalize().unwrap();
+    let written: Vec<PathBuf> = snapshot(&dir).into_iter().map(|(p, _, _)| p).collect();
+    assert!(written.len() > source().nodes, "{} objects", written.len());
+    for object in &written {
+        let object = object.to_str().unwrap();
+        let parent = Path::new(object).parent().unwrap().to_str().unwrap();
+        let staged = format!("<{object}#");
+        let synced = calls
+            .iter()
+            .position(|(_, c)| c.starts_with("fsync(") && c.contains(&staged))
+            .unwrap_or_else(|| panic!("{object}: its staged file was never fsynced"));
+        let thread = &calls[synced].0;
+        let target = format!("\"{object}\"");
+        let placed = (synced..calls.len())
+            .find(|&i| &calls[i].0 == thread && is_link_or_rename(&calls[i].1))
+            .filter(|&i| calls[i].1.contains(&target))
+            .unwrap_or_else(|| panic!("{object}: not linked into place after its fsync"));
+        let parent_fd = format!("<{parent}>");
+        (placed..calls.len())
+            .find(|&i| {
+                &calls[i].0 == thread
+                    && calls[i].1.starts_with("fsync(")
+                    && calls[i].1.contains(&parent_fd)
+            })
+            .unwrap_or_else(|| panic!("{object}: its directory was not fsynced after the link"));
+    }
+}
+
+/// strace lines as (thread id, call).
+fn syscalls(log: &str) -> Vec<(String, String)> {
+    log.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(tid, call)| (tid.to_string(), call.trim_start().to_string()))
+        .collect()
+}
+
+fn is_link_or_rename(call: &str) -> bool {
+    call.starts_with("link") || call.starts_with("rename")
+}

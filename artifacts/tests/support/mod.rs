@@ -62,6 +62,7 @@ pub fn store_with_blob(dir: &Path, len: usize, label: &str) -> (Store, Manifest)
         params: serde_json::json!({}),
         inputs: BTreeMap::new(),
         outputs: BTreeMap::from([("blob".to_string(), d)]),
+        sizes: BTreeMap::from([("blob".to_string(), len as u64)]),
         provenance: Provenance::now_for("large", "test", SystemTime::now(), "test"),
     };
     assert!(store.put_manifest(&m).unwrap());

@@ -267,7 +267,9 @@ pub fn run_node(
         .and_then(|r| r)
         .with_context(|| format!("node {}", node.name))?;
     let mut outputs = BTreeMap::new();
+    let mut sizes = BTreeMap::new();
     for (name, bytes) in files {
+        sizes.insert(name.clone(), bytes.len() as u64);
         outputs.insert(name, store.put_bytes(&bytes)?);
     }
     let mut provenance = Provenance::now_for(&node.name, node.device.domain(), started, VERSION);
@@ -279,6 +281,7 @@ pub fn run_node(
         params: node.params.clone(),
         inputs: inputs.clone(),
         outputs,
+        sizes,
         provenance,
     };
     store.put_manifest(&m)?;

@@ -5,10 +5,11 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 use artifacts::remote::{Fetch, Remote, RemoteError};
-use artifacts::{Digest, Manifest, Store};
+use artifacts::{Digest, Manifest, PushRecord, Store};
 
 use crate::error::UsageError;
 use crate::remotes::open_remote;
+use crate::runner::VERSION;
 
 /// The remote a run fetches from before computing a node, and pushes to after (`--push`).
 /// The first failure to reach it turns it off for the rest of the run, with one warning.
@@ -18,6 +19,8 @@ pub struct RunRemote {
     off: Mutex<bool>,
     /// Blobs (by digest) and manifests (by key) found bad on the remote; `--push` replaces them.
     bad: Mutex<BTreeSet<Digest>>,
+    /// Results this run knows the remote holds: fetched from it, or pushed to it.
+    reached: Mutex<Vec<Manifest>>,
 }
 
 impl RunRemote {
@@ -39,6 +42,7 @@ impl RunRemote {
                     push,
                     off: Mutex::new(false),
                     bad: Mutex::new(BTreeSet::new()),
+                    reached: Mutex::new(Vec::new()),
                 }),
                 None,
             )),
@@ -59,7 +63,10 @@ impl RunRemote {
             return (None, None);
         }
         match self.remote.fetch(store, key) {
-            Ok(Fetch::Fetched(m)) => (Some(*m), None),
+            Ok(Fetch::Fetched(m)) => {
+                lock(&self.reached).push((*m).clone());
+                (Some(*m), None)
+            }
             Ok(Fetch::Absent) => (None, None),
             Ok(Fetch::Rejected { why, bad }) => {
                 lock(&self.bad).extend(bad);
@@ -77,7 +84,11 @@ impl RunRemote {
             return None;
         }
         let replace = lock(&self.bad).clone();
-        match self.remote.push_one(store, m, &replace) {
+        let pushed = self.remote.push_one(store, m, &replace);
+        if pushed.is_ok() {
+            lock(&self.reached).push(m.clone());
+        }
+        match pushed {
             Ok(replaced) if replaced.is_empty() => None,
             Ok(replaced) => {
                 let what = |d: &Digest| if *d == m.key { "manifest" } else { "blob" };
@@ -96,6 +107,24 @@ impl RunRemote {
                 ))
             }
             Err(e) => self.turn_off(e),
+        }
+    }
+
+    /// When the run pushes, writes its push record for `experiment` on the remote: every
+    /// result the run pushed or fetched (results it found in the store are not asked about, so
+    /// not named). Returns the record's digest, none when there is nothing to record, or the
+    /// warning to show when it could not be written.
+    pub fn record(&self, store: &Store, experiment: &str) -> Result<Option<Digest>, String> {
+        let reached = lock(&self.reached);
+        if !self.push || self.is_off() || reached.is_empty() {
+            return Ok(None);
+        }
+        let record = PushRecord::new(Some(experiment), &reached, store, VERSION);
+        match self.remote.put_record(&record) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!(
+                "warning: {e}; the push of this run is not recorded"
+            )),
         }
     }
 
