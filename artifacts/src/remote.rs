@@ -1259,3 +1259,6 @@ fn describe(e: &object_store::Error, bucket: &str) -> String {
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
+
+mod verify;
+pub use verify::RemoteVerify;

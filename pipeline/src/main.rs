@@ -177,9 +177,18 @@ enum Command {
     /// Re-hash every blob and check every manifest; exit 1 if anything is corrupt or missing.
     /// The selectors (--stage, --run, --node) choose which nodes --recompute reruns.
     Verify {
-        /// Quarantine corrupt blobs and drop the results that need them (the next run recomputes them).
+        /// Quarantine corrupt blobs and drop the results that need them (the next run recomputes
+        /// them). With --remote: remove the remote's damaged blobs and manifests, and the
+        /// manifests that name a damaged or missing blob (a later push restores them).
         #[arg(long)]
         repair: bool,
+        /// Check this remote instead of the store: every manifest parses, and the blobs it names
+        /// are there with the recorded size.
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+        /// With --remote: also download and re-hash every blob.
+        #[arg(long, requires = "remote")]
+        deep: bool,
         /// Also rerun cached nodes and report any whose output digest differs: every selected
         /// node, or a sample of N of them chosen by key.
         #[arg(long, value_name = "N", num_args = 0..=1)]
@@ -796,9 +805,52 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Verify {
             repair,
+            remote: Some(name),
+            deep,
             recompute,
             jobs,
             select,
+        } => {
+            let store = ops::open_store_if_exists(&cli.store)?
+                .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;
+            if recompute.is_some() || !select.selector()?.is_empty() {
+                return Err(UsageError(
+                    "--recompute, --stage, --run and --node apply to the store, not to --remote"
+                        .into(),
+                )
+                .into());
+            }
+            let remote = pipeline::remotes::open_remote(&store, Some(name), *jobs)?;
+            let r = remote.verify(*deep, *repair)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                for line in r.corrupt.iter().chain(&r.missing).chain(&r.bad_manifests) {
+                    println!("{line}");
+                }
+                for x in &r.removed {
+                    println!("removed {x}");
+                }
+                println!(
+                    "remote `{name}`: {} blobs ({} re-hashed), {} manifests checked: {} corrupt, {} missing, {} unreadable manifests{}",
+                    r.blobs,
+                    r.hashed,
+                    r.manifests,
+                    r.corrupt.len(),
+                    r.missing.len(),
+                    r.bad_manifests.len(),
+                    if *repair { format!(", {} objects removed", r.removed.len()) } else { String::new() }
+                );
+            }
+            Ok(ExitCode::from(if r.ok(*repair) { 0 } else { 1 }))
+        }
+        Command::Verify {
+            repair,
+            remote: None,
+            recompute,
+            jobs,
+            select,
+            ..
         } => {
             let store = ops::open_store_if_exists(&cli.store)?
                 .ok_or_else(|| UsageError(format!("no store at {}", cli.store.display())))?;

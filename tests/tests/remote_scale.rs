@@ -4,113 +4,30 @@
 //! of `scripts/s3-local.sh`, and a `file://` directory); and push records, one per push, never
 //! overwritten.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+mod remote_support;
 
-use artifacts::counting::{Counting, Requests};
-use artifacts::remote::{file_store, Remote, Silent};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use artifacts::counting::Requests;
+use artifacts::remote::Silent;
 use artifacts::{Digest, Manifest, PushRecord, Store};
 use futures::StreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use pipeline::experiment::{self, Experiment};
 use pipeline::graph::build;
 use pipeline::plan::{plan, State};
 use pipeline::transfer;
+use remote_support::{
+    clean_up, clone_source, push_with_uinfo, record_bytes, runtime, source, Kind, Target,
+};
 use serde_json::Value;
-use uinfo_tests::{s3_env, stderr, stdout, tiny, uinfo_env};
+use uinfo_tests::{stderr, stdout, uinfo_env};
 
 /// Unrelated objects planted on the remote before the experiment is pushed.
 const UNRELATED: usize = 100_000;
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    S3,
-    File,
-}
-
-/// A remote for one test, with the real object store behind it.
-struct Target {
-    url: String,
-    /// The real store: the S3 bucket, or the directory.
-    objects: Arc<dyn ObjectStore>,
-    /// The remote's prefix inside `objects`.
-    prefix: String,
-    /// The environment `uinfo` needs to reach it.
-    env: Vec<(String, String)>,
-}
-
-impl Target {
-    fn new(kind: Kind, tmp: &Path, label: &str) -> Target {
-        match kind {
-            Kind::S3 => {
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos();
-                let prefix = format!("test-{label}-{}-{nanos}", std::process::id());
-                Target {
-                    url: format!("s3://cache/{prefix}"),
-                    objects: s3_bucket(),
-                    prefix,
-                    env: s3_env().to_vec(),
-                }
-            }
-            Kind::File => {
-                let dir = tmp.join(format!("remote-{label}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                Target {
-                    url: format!("file://{}", dir.display()),
-                    objects: Arc::new(file_store(&dir).unwrap()),
-                    prefix: String::new(),
-                    env: Vec::new(),
-                }
-            }
-        }
-    }
-
-    /// A remote over `objects` as given (e.g. counted).
-    fn remote(&self, objects: Arc<dyn ObjectStore>) -> Remote {
-        Remote::from_store("lab", &self.url, objects, &self.prefix).unwrap()
-    }
-
-    /// A remote whose requests `counting` counts.
-    fn counted(&self) -> (Remote, Arc<Counting>) {
-        let counting = Arc::new(Counting::new(Arc::clone(&self.objects)));
-        (self.remote(counting.clone()), counting)
-    }
-
-    fn key(&self, rel: &str) -> ObjectPath {
-        match self.prefix.as_str() {
-            "" => ObjectPath::from(rel),
-            p => ObjectPath::from(format!("{p}/{rel}")),
-        }
-    }
-}
-
-/// The `cache` bucket of the loopback S3 server, configured from its environment the way
-/// `AmazonS3Builder::from_env` would be, without touching this process's environment.
-fn s3_bucket() -> Arc<dyn ObjectStore> {
-    let mut builder = AmazonS3Builder::new().with_bucket_name("cache");
-    for (k, v) in s3_env() {
-        if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-            builder = builder.with_config(key, v);
-        }
-    }
-    Arc::new(builder.build().unwrap())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Objects the remote's layout could hold but no experiment names: nine in ten under
 /// `blobs/`, the rest under `ac/`. Written straight into the directory of a `file://` remote,
@@ -145,55 +62,6 @@ fn plant_unrelated(kind: Kind, target: &Target, tmp: &Path, label: &str) -> f64 
         }),
     }
     clock.elapsed().as_secs_f64()
-}
-
-/// Deletes everything under an S3 test prefix (bulk deletes).
-fn clean_up(kind: Kind, target: &Target) {
-    if let Kind::S3 = kind {
-        runtime().block_on(async {
-            let prefix = ObjectPath::from(target.prefix.as_str());
-            let listed = target.objects.list(Some(&prefix));
-            let paths = listed.map(|meta| meta.map(|m| m.location)).boxed();
-            let deleted: Vec<_> = target.objects.delete_stream(paths).collect().await;
-            assert!(deleted.iter().all(Result::is_ok));
-        });
-    }
-}
-
-/// A store with the tiny experiment computed once per test binary; tests work on copies.
-struct Source {
-    dir: PathBuf,
-    store: PathBuf,
-}
-
-fn source() -> &'static Source {
-    static SOURCE: OnceLock<Source> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("uinfo-remote-scale")
-            .tempdir()
-            .unwrap()
-            .keep();
-        std::fs::write(dir.join("tiny.toml"), tiny("", "")).unwrap();
-        let store = dir.join("store");
-        let out = uinfo_env(&dir, &store, &["run", "tiny.toml", "-q"], &[]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        Source { dir, store }
-    })
-}
-
-/// A copy of the source store at `tmp/name`, with `tiny.toml` beside it.
-fn clone_source(tmp: &Path, name: &str) -> Store {
-    let dst = tmp.join(name);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(&source().store)
-        .arg(&dst)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    std::fs::copy(source().dir.join("tiny.toml"), tmp.join("tiny.toml")).unwrap();
-    Store::open(&dst).unwrap()
 }
 
 /// The tiny experiment, as `uinfo` loads it.
@@ -317,30 +185,6 @@ fn s3_push_and_pull_requests_scale_with_the_experiment() {
 #[test]
 fn file_push_and_pull_requests_scale_with_the_experiment() {
     requests_scale_with_the_experiment(Kind::File);
-}
-
-/// `uinfo push tiny.toml --json` from `store`; returns the record's digest.
-fn push_with_uinfo(t: &Path, store: &Path, target: &Target) -> Digest {
-    let add = uinfo_env(t, store, &["remote", "add", "lab", &target.url], &[]);
-    assert!(add.status.success(), "{}", stderr(&add));
-    let out = uinfo_env(
-        t,
-        store,
-        &["push", "tiny.toml", "-q", "--json"],
-        &target.env,
-    );
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["record"].as_str().unwrap().parse().unwrap()
-}
-
-/// The bytes of the record `d` of the tiny experiment on the remote.
-fn record_bytes(target: &Target, d: &Digest) -> Vec<u8> {
-    let key = target.key(&format!("records/tiny/{}.json", d.hex()));
-    runtime().block_on(async {
-        let got = target.objects.get(&key).await.unwrap();
-        got.bytes().await.unwrap().to_vec()
-    })
 }
 
 /// Records: two stores push the same experiment; the remote then holds two records under
