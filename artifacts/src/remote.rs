@@ -282,7 +282,9 @@ impl Remote {
     /// then manifests. Each object is asked about (HEAD) and sent only when absent, so the
     /// requests grow with the manifests given, not with the remote. Progress counts every
     /// object of the push, sized from the manifests (from the local files for manifests that
-    /// predate sizes). Local blobs are verified as they are read.
+    /// predate sizes). Local blobs are verified as they are read. After the manifests, the
+    /// objects found already there are asked about again and sent if a remote gc removed them
+    /// meanwhile (see `gc`).
     pub fn push(
         &self,
         local: &Store,
@@ -303,39 +305,85 @@ impl Remote {
             blobs.values().sum::<u64>() + manifest_sizes.iter().sum::<u64>(),
         );
         let counter = &Counter::default();
+        let blob_list: Vec<(Digest, u64)> = blobs.into_iter().collect();
+        let sized: Vec<(&Manifest, u64)> = manifests.iter().zip(manifest_sizes).collect();
         self.runtime.block_on(async {
-            let buffers = &Buffers::default();
-            futures::stream::iter(blobs.iter().map(|(&d, &size)| async move {
+            let relied = self
+                .send_blobs(local, &blob_list, (counter, progress))
+                .await?;
+            push_hook("before-manifests");
+            let relied_on = self
+                .send_manifests(local, &sized, (counter, progress))
+                .await?;
+            // A remote gc may have removed what was there when asked (and unreached then):
+            // ask again now that the manifests are written, and send what vanished.
+            let again: Vec<(Digest, u64)> = blob_list
+                .iter()
+                .filter(|(d, _)| relied.contains(d))
+                .copied()
+                .collect();
+            let quiet = (&Counter::default(), &Silent as &dyn Progress);
+            self.send_blobs(local, &again, quiet).await?;
+            let again: Vec<(&Manifest, u64)> = sized
+                .iter()
+                .filter(|(m, _)| relied_on.contains(&m.key))
+                .copied()
+                .collect();
+            self.send_manifests(local, &again, quiet).await
+        })?;
+        Ok(counter.transfer(0, Vec::new(), clock))
+    }
+
+    /// Sends each blob the remote lacks (asking with one HEAD each); returns those it had.
+    async fn send_blobs(
+        &self,
+        local: &Store,
+        blobs: &[(Digest, u64)],
+        (counter, progress): (&Counter, &dyn Progress),
+    ) -> Result<BTreeSet<Digest>, RemoteError> {
+        let buffers = &Buffers::default();
+        let present: Vec<Option<Digest>> =
+            futures::stream::iter(blobs.iter().map(|&(d, size)| async move {
                 if self.exists(&self.blob(&d)).await? {
                     counter.skip(size, progress);
-                    return Ok(());
+                    return Ok(Some(d));
                 }
                 let (created, len) = self.put_blob(local, &d, PutMode::Create, buffers).await?;
                 counter.add(created, len, progress);
-                Ok::<(), RemoteError>(())
+                Ok::<_, RemoteError>(None)
             }))
             .buffer_unordered(self.jobs)
-            .try_collect::<()>()
+            .try_collect()
             .await?;
-            let sized = manifests.iter().zip(manifest_sizes.iter().copied());
-            futures::stream::iter(sized.map(|(m, size)| async move {
+        Ok(present.into_iter().flatten().collect())
+    }
+
+    /// Sends each manifest the remote lacks (asking with one HEAD each); returns the keys of
+    /// those it had.
+    async fn send_manifests(
+        &self,
+        local: &Store,
+        manifests: &[(&Manifest, u64)],
+        (counter, progress): (&Counter, &dyn Progress),
+    ) -> Result<BTreeSet<Digest>, RemoteError> {
+        let present: Vec<Option<Digest>> =
+            futures::stream::iter(manifests.iter().map(|&(m, size)| async move {
                 let path = self.manifest(&m.key);
                 if self.exists(&path).await? {
                     counter.skip(size, progress);
-                    return Ok(());
+                    return Ok(Some(m.key));
                 }
                 let file = local.manifest_path(&m.key);
                 let bytes = std::fs::read(&file).map_err(|e| StoreError::io(&file, e))?;
                 let len = bytes.len() as u64;
                 let created = self.put(&path, bytes, PutMode::Create).await?;
                 counter.add(created, len, progress);
-                Ok::<(), RemoteError>(())
+                Ok::<_, RemoteError>(None)
             }))
             .buffer_unordered(self.jobs)
-            .try_collect::<()>()
-            .await
-        })?;
-        Ok(counter.transfer(0, Vec::new(), clock))
+            .try_collect()
+            .await?;
+        Ok(present.into_iter().flatten().collect())
     }
 
     /// Writes a push record (after its push) under `records/<experiment>/<digest>.json`,
@@ -1260,5 +1308,23 @@ fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// A test hook: when `UINFO_TEST_PUSH_HOOK` is `POINT:COMMAND` and a push reaches `POINT`
+/// (`before-manifests`: its blobs are on the remote, its manifests not yet written), the push
+/// runs `sh -c COMMAND` and waits for it, so a test can interleave, say, a remote gc at that
+/// moment without relying on timing.
+fn push_hook(point: &str) {
+    let Ok(hook) = std::env::var("UINFO_TEST_PUSH_HOOK") else {
+        return;
+    };
+    if let Some(command) = hook.strip_prefix(point).and_then(|h| h.strip_prefix(':')) {
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status();
+    }
+}
+
+mod gc;
 mod verify;
+pub use gc::{GcPolicy, RemoteGc};
 pub use verify::RemoteVerify;

@@ -207,6 +207,24 @@ enum Command {
         /// Remove this experiment from the roots first (repeatable).
         #[arg(long, value_name = "EXPERIMENT")]
         forget: Vec<String>,
+        /// Collect this remote instead of the store: remove what no push record younger than
+        /// --retention (or pinned with --keep-record) and no manifest younger than --grace
+        /// reaches. Needs write rights on the remote.
+        #[arg(long, value_name = "NAME", conflicts_with = "forget")]
+        remote: Option<String>,
+        /// With --remote: push records younger than this are roots.
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration, requires = "remote")]
+        retention: std::time::Duration,
+        /// With --remote: objects younger than this are never removed (and such manifests are
+        /// roots: a push in flight has written them).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration, requires = "remote")]
+        grace: std::time::Duration,
+        /// With --remote: keep this push record (digest or prefix) as a root (repeatable).
+        #[arg(long, value_name = "DIGEST", requires = "remote")]
+        keep_record: Vec<String>,
+        /// Measure ages against this time (RFC 3339) instead of now (for tests).
+        #[arg(long, hide = true, value_parser = humantime::parse_rfc3339, requires = "remote")]
+        now: Option<std::time::SystemTime>,
     },
     /// Keep a node's result through `gc` even when no experiment reaches it.
     Pin {
@@ -904,7 +922,49 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(if r.ok(*repair) { 0 } else { 1 }))
         }
-        Command::Gc { dry_run, forget } => {
+        Command::Gc {
+            dry_run,
+            remote: Some(name),
+            retention,
+            grace,
+            keep_record,
+            now,
+            ..
+        } => {
+            let store = ops::open_store(&cli.store)?;
+            let remote = pipeline::remotes::open_remote(&store, Some(name), None)?;
+            let policy = artifacts::remote::GcPolicy {
+                retention: *retention,
+                grace: *grace,
+                pins: keep_record.clone(),
+                now: now.unwrap_or_else(std::time::SystemTime::now),
+                dry_run: *dry_run,
+            };
+            let r = remote.gc(&policy)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                for (key, size) in &r.removed {
+                    println!(
+                        "{} {key} ({size} bytes)",
+                        if *dry_run { "would remove" } else { "removed" }
+                    );
+                }
+                println!(
+                    "remote `{name}`: {} {} objects ({:.1} MB); {} of {} push records are roots; {} unreached objects younger than the grace period kept",
+                    if *dry_run { "would remove" } else { "removed" },
+                    r.removed.len(),
+                    r.bytes as f64 / 1e6,
+                    r.live_records,
+                    r.records,
+                    r.young
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc {
+            dry_run, forget, ..
+        } => {
             let store = ops::open_store(&cli.store)?;
             let r = pipeline::maintain::gc(&store, *dry_run, forget)?;
             if cli.json {

@@ -1,20 +1,22 @@
-//! Keeping a remote healthy (issue 14): `uinfo verify --remote` on the real remotes (the
-//! loopback SeaweedFS of `scripts/s3-local.sh`, and a `file://` directory) finds a truncated
-//! blob, a missing blob, a corrupt manifest and (with `--deep`) a blob whose bytes changed
-//! but not its size, all planted by the test; `--repair` removes exactly those and the
-//! manifests that name a damaged or missing blob; a later push restores them.
+//! Keeping a remote healthy (issue 14), on the real remotes (the loopback SeaweedFS of
+//! `scripts/s3-local.sh`, and a `file://` directory): `uinfo verify --remote` finds a truncated
+//! blob, a missing blob, a corrupt manifest and (with `--deep`) a blob whose bytes changed but
+//! not its size, all planted by the test; `--repair` removes exactly those and the manifests
+//! that name a damaged or missing blob; a later push restores them. `uinfo gc --remote` removes
+//! exactly what an expired push record alone reached, and a push interleaved with it at the
+//! worst moment (a test hook, not timing) loses nothing.
 
 mod remote_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use artifacts::{Digest, Manifest};
+use artifacts::{Digest, Manifest, PushRecord};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use remote_support::{clean_up, clone_source, push_with_uinfo, runtime, Kind, Target};
 use serde_json::Value;
-use uinfo_tests::{stderr, stdout, uinfo_env};
+use uinfo_tests::{stderr, stdout, tiny, uinfo_bin, uinfo_env};
 
 /// Every object under the remote's prefix, by key relative to it, with its size.
 fn listing(target: &Target) -> BTreeMap<String, u64> {
@@ -206,4 +208,177 @@ fn s3_verify_finds_and_repairs_planted_damage() {
 #[test]
 fn file_verify_finds_and_repairs_planted_damage() {
     verify_finds_and_repairs_planted_damage(Kind::File);
+}
+
+/// The remote's push records, oldest first.
+fn records(target: &Target) -> Vec<(String, PushRecord)> {
+    let mut out: Vec<(String, PushRecord)> = listing(target)
+        .keys()
+        .filter(|k| k.starts_with("records/"))
+        .map(|k| (k.clone(), serde_json::from_slice(&get(target, k)).unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.1.pushed.cmp(&b.1.pushed));
+    out
+}
+
+/// `uinfo gc --remote lab ARGS --json` from `store`: the keys it removed (or would remove).
+fn gc(
+    t: &std::path::Path,
+    store: &std::path::Path,
+    target: &Target,
+    args: &[&str],
+) -> BTreeSet<String> {
+    let mut all = vec!["gc", "--remote", "lab", "--json"];
+    all.extend_from_slice(args);
+    let out = uinfo_env(t, store, &all, &target.env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn millis(rfc3339: &str) -> u128 {
+    let t = humantime::parse_rfc3339(rfc3339).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// Acceptance 4, first half: store a pushes the tiny experiment, store b a variant of it (other
+/// probe settings: the same dataset, training and representations, other probes and reports).
+/// Measured against b's push time, with a retention shorter than the time between the pushes,
+/// a's record has expired: `gc --dry-run` lists, and `gc` then removes, exactly a's record and
+/// the manifests and blobs only it reached, and nothing else.
+fn gc_removes_what_only_an_expired_record_reached(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let target = Target::new(kind, t, "gc");
+    let a = clone_source(t, "a");
+    push_with_uinfo(t, a.root(), &target);
+    let b = clone_source(t, "b");
+    std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
+    let run = uinfo_env(t, b.root(), &["run", "tiny.toml", "-q"], &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    push_with_uinfo(t, b.root(), &target);
+    let recs = records(&target);
+    assert_eq!(recs.len(), 2);
+    let (old, new) = (&recs[0], &recs[1]);
+    let gap = millis(&new.1.pushed) - millis(&old.1.pushed);
+    assert!(gap > 2, "the pushes are apart");
+    let now =
+        humantime::parse_rfc3339(&new.1.pushed).unwrap() + std::time::Duration::from_millis(1);
+    let now = humantime::format_rfc3339_millis(now).to_string();
+    let retention = format!("{}ms", gap / 2);
+    let args = ["--now", &now, "--retention", &retention, "--grace", "0s"];
+
+    let mut want: BTreeSet<String> = BTreeSet::from([old.0.clone()]);
+    for m in old.1.manifests.difference(&new.1.manifests) {
+        want.insert(format!("ac/{}.json", m.hex()));
+    }
+    for d in old.1.blobs.keys().filter(|d| !new.1.blobs.contains_key(d)) {
+        want.insert(format!("blobs/{}", d.hex()));
+    }
+    assert!(
+        want.len() > 3,
+        "the variant shares some but not all objects: {want:?}"
+    );
+    let before = listing(&target);
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    assert_eq!(gc(t, a.root(), &target, &dry), want);
+    assert_eq!(listing(&target), before, "a dry run removes nothing");
+    assert_eq!(gc(t, a.root(), &target, &args), want);
+    let after = listing(&target);
+    for (key, size) in &before {
+        if want.contains(key) {
+            assert!(!after.contains_key(key), "{key} should be gone");
+        } else {
+            assert_eq!(after.get(key), Some(size), "{key} must stay");
+        }
+    }
+    assert_eq!(
+        verify(t, b.root(), &target, &[]).0,
+        0,
+        "what stays is whole"
+    );
+    assert!(
+        gc(t, a.root(), &target, &args).is_empty(),
+        "a second gc finds nothing"
+    );
+    clean_up(kind, &target);
+}
+
+/// Acceptance 4, second half: store a pushes the experiment; later store c pushes it again,
+/// and at the worst moment (c has found every blob already there and not yet written its
+/// manifests; the test hook `UINFO_TEST_PUSH_HOOK` runs the gc then) a gc with a zero
+/// retention removes everything a's push left. c's push writes its manifests, re-checks the
+/// blobs it relied on, sends them again, and the remote ends whole.
+fn a_push_interleaved_with_gc_loses_nothing(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let target = Target::new(kind, t, "gc-race");
+    let a = clone_source(t, "a");
+    push_with_uinfo(t, a.root(), &target);
+    let pushed = listing(&target);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let c = clone_source(t, "c");
+    let add = uinfo_env(t, c.root(), &["remote", "add", "lab", &target.url], &[]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let gc_out = t.join("gc.json");
+    let hook = format!(
+        "before-manifests:{} --store {} gc --remote lab --retention 0s --grace 2s --json > {}",
+        uinfo_bin().display(),
+        a.root().display(),
+        gc_out.display()
+    );
+    let mut env = target.env.clone();
+    env.push(("UINFO_TEST_PUSH_HOOK".into(), hook));
+    let out = uinfo_env(t, c.root(), &["push", "tiny.toml", "-q"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&std::fs::read(&gc_out).unwrap()).unwrap();
+    let removed = report["removed"].as_array().unwrap();
+    let blobs_removed = removed
+        .iter()
+        .filter(|p| p[0].as_str().unwrap().starts_with("blobs/"))
+        .count();
+    assert!(
+        blobs_removed > 0,
+        "the gc ran mid-push and removed blobs: {report}"
+    );
+    let after = listing(&target);
+    for (key, size) in pushed.iter().filter(|(k, _)| !k.starts_with("records/")) {
+        assert_eq!(
+            after.get(key),
+            Some(size),
+            "{key} is on the remote after the push"
+        );
+    }
+    assert_eq!(
+        verify(t, c.root(), &target, &[]).0,
+        0,
+        "every manifest has its blobs"
+    );
+    clean_up(kind, &target);
+}
+
+#[test]
+fn s3_gc_removes_what_only_an_expired_record_reached() {
+    gc_removes_what_only_an_expired_record_reached(Kind::S3);
+}
+
+#[test]
+fn file_gc_removes_what_only_an_expired_record_reached() {
+    gc_removes_what_only_an_expired_record_reached(Kind::File);
+}
+
+#[test]
+fn s3_a_push_interleaved_with_gc_loses_nothing() {
+    a_push_interleaved_with_gc_loses_nothing(Kind::S3);
+}
+
+#[test]
+fn file_a_push_interleaved_with_gc_loses_nothing() {
+    a_push_interleaved_with_gc_loses_nothing(Kind::File);
 }

@@ -153,7 +153,7 @@ impl Remote {
     }
 
     /// Removes one object; one already gone is not an error.
-    async fn delete(&self, path: &ObjectPath) -> Result<(), RemoteError> {
+    pub(super) async fn delete(&self, path: &ObjectPath) -> Result<(), RemoteError> {
         match self.objects.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.fail(&e)),
