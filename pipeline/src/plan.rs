@@ -37,6 +37,17 @@ impl Plan {
             .map(|(i, _)| i)
             .collect()
     }
+
+    /// The manifests of the cached nodes, in node order.
+    pub fn into_cached(self) -> Vec<Manifest> {
+        self.states
+            .into_iter()
+            .filter_map(|s| match s {
+                State::Cached(m) => Some(*m),
+                State::ToRun(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// The key of a node given its inputs' digests.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::experiment::Experiment;
 use crate::graph::{build, Graph};
-use crate::plan::{input_digests, key, plan, State};
+use crate::plan::{input_digests, key, plan};
 use crate::runner::VERSION;
 
 /// What `push` or `pull` did, for printing.
@@ -48,14 +48,7 @@ pub fn push(
         Some(exp) => {
             let graph = build(exp);
             let p = plan(&graph, Some(store), None)?;
-            let cached: Vec<Manifest> = p
-                .states
-                .into_iter()
-                .filter_map(|s| match s {
-                    State::Cached(m) => Some(*m),
-                    State::ToRun(_) => None,
-                })
-                .collect();
+            let cached = p.into_cached();
             let missing = graph.nodes.len() - cached.len();
             (cached, missing)
         }

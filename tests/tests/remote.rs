@@ -1,13 +1,15 @@
 //! Sharing results through remotes (SPEC §2.4): every scenario runs against the real SeaweedFS
 //! S3 server on loopback (`scripts/s3-local.sh`) and against a `file://` remote.
 
+mod remote_support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
+use remote_support::{clone_source_dir as clone_source, source};
 use serde_json::Value;
 use uinfo_tests::{s3_env, snapshot, stderr, stdout, tiny, uinfo_bin, uinfo_env};
 
@@ -48,44 +50,6 @@ fn remote(kind: Kind, tmp: &Path, label: &str) -> Remote {
             }
         }
     }
-}
-
-/// A store with the tiny experiment computed once per test binary; tests work on copies.
-struct Source {
-    dir: PathBuf,
-    store: PathBuf,
-    nodes: usize,
-}
-
-fn source() -> &'static Source {
-    static SOURCE: OnceLock<Source> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("uinfo-remote-source")
-            .tempdir()
-            .unwrap()
-            .keep();
-        std::fs::write(dir.join("tiny.toml"), tiny("", "")).unwrap();
-        let store = dir.join("store");
-        let out = uinfo_env(&dir, &store, &["run", "tiny.toml", "-q", "--json"], &[]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let nodes = json(&out)["nodes"].as_u64().unwrap() as usize;
-        Source { dir, store, nodes }
-    })
-}
-
-/// A copy of the source store at `dst`, with `tiny.toml` beside it.
-fn clone_source(tmp: &Path, name: &str) -> PathBuf {
-    let dst = tmp.join(name);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(&source().store)
-        .arg(&dst)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    std::fs::copy(source().dir.join("tiny.toml"), tmp.join("tiny.toml")).unwrap();
-    dst
 }
 
 fn json(o: &Output) -> Value {

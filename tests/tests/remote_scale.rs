@@ -18,7 +18,7 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use pipeline::experiment::{self, Experiment};
 use pipeline::graph::build;
-use pipeline::plan::{plan, State};
+use pipeline::plan::plan;
 use pipeline::transfer;
 use remote_support::{
     clean_up, clone_source, push_with_uinfo, record_bytes, runtime, source, Kind, Target,
@@ -77,14 +77,7 @@ fn tiny_experiment() -> Experiment {
 fn manifests(exp: &Experiment, store: &Store) -> Vec<Manifest> {
     let graph = build(exp);
     let p = plan(&graph, Some(store), None).unwrap();
-    let cached: Vec<Manifest> = p
-        .states
-        .into_iter()
-        .filter_map(|s| match s {
-            State::Cached(m) => Some(*m),
-            State::ToRun(_) => None,
-        })
-        .collect();
+    let cached = p.into_cached();
     assert_eq!(
         cached.len(),
         graph.nodes.len(),

@@ -120,26 +120,30 @@ pub fn clean_up(kind: Kind, target: &Target) {
 pub struct Source {
     pub dir: PathBuf,
     pub store: PathBuf,
+    /// The experiment's nodes.
+    pub nodes: usize,
 }
 
 pub fn source() -> &'static Source {
     static SOURCE: OnceLock<Source> = OnceLock::new();
     SOURCE.get_or_init(|| {
         let dir = tempfile::Builder::new()
-            .prefix("uinfo-remote-scale")
+            .prefix("uinfo-remote-source")
             .tempdir()
             .unwrap()
             .keep();
         std::fs::write(dir.join("tiny.toml"), tiny("", "")).unwrap();
         let store = dir.join("store");
-        let out = uinfo_env(&dir, &store, &["run", "tiny.toml", "-q"], &[]);
+        let out = uinfo_env(&dir, &store, &["run", "tiny.toml", "-q", "--json"], &[]);
         assert!(out.status.success(), "{}", stderr(&out));
-        Source { dir, store }
+        let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let nodes = run["nodes"].as_u64().unwrap() as usize;
+        Source { dir, store, nodes }
     })
 }
 
-/// A copy of the source store at `tmp/name`, with `tiny.toml` beside it.
-pub fn clone_source(tmp: &Path, name: &str) -> Store {
+/// A copy of the source store at `tmp/name`, with `tiny.toml` beside it; returns its root.
+pub fn clone_source_dir(tmp: &Path, name: &str) -> PathBuf {
     let dst = tmp.join(name);
     let ok = Command::new("cp")
         .arg("-a")
@@ -149,7 +153,12 @@ pub fn clone_source(tmp: &Path, name: &str) -> Store {
         .unwrap();
     assert!(ok.success());
     std::fs::copy(source().dir.join("tiny.toml"), tmp.join("tiny.toml")).unwrap();
-    Store::open(&dst).unwrap()
+    dst
+}
+
+/// [`clone_source_dir`], opened.
+pub fn clone_source(tmp: &Path, name: &str) -> Store {
+    Store::open(&clone_source_dir(tmp, name)).unwrap()
 }
 
 /// `uinfo push tiny.toml --json` from `store`; returns the record's digest.
