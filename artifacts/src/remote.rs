@@ -489,11 +489,12 @@ impl Remote {
     }
 
     /// Fetches the manifests stored under `keys`, those the remote has. Manifests that do not
-    /// parse or name another key are left out, with a problem line each.
+    /// parse or name another key are left out, each with its key and a problem line.
+    #[allow(clippy::type_complexity)]
     pub fn get_manifests(
         &self,
         keys: &[Digest],
-    ) -> Result<(Vec<Manifest>, Vec<String>), RemoteError> {
+    ) -> Result<(Vec<Manifest>, Vec<(Digest, String)>), RemoteError> {
         self.runtime.block_on(async {
             let fetched: Vec<Option<Result<Manifest, String>>> =
                 futures::stream::iter(keys.iter().map(|k| self.get_manifest(k)))
@@ -502,14 +503,41 @@ impl Remote {
                     .await?;
             let mut manifests = Vec::new();
             let mut problems = Vec::new();
-            for m in fetched.into_iter().flatten() {
+            for (k, m) in keys.iter().zip(fetched) {
                 match m {
-                    Ok(m) => manifests.push(m),
-                    Err(p) => problems.push(p),
+                    Some(Ok(m)) => manifests.push(m),
+                    Some(Err(p)) => problems.push((*k, p)),
+                    None => {}
                 }
             }
             Ok((manifests, problems))
         })
+    }
+
+    /// Fetches the given blobs that the local store lacks (sizes where known, else asked),
+    /// each checked against its name. Returns each blob that is missing or corrupt on the
+    /// remote with a problem line; an error only when the remote cannot be used.
+    pub fn get_blobs(
+        &self,
+        local: &Store,
+        blobs: &BTreeMap<Digest, Option<u64>>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(Digest, String)>, RemoteError> {
+        let wanted: BTreeSet<Digest> = blobs
+            .keys()
+            .filter(|d| !local.has_blob(d))
+            .copied()
+            .collect();
+        let sizes: HashMap<Digest, u64> = wanted
+            .iter()
+            .filter_map(|d| Some((*d, blobs[d]?)))
+            .collect();
+        progress.start(wanted.len() as u64, sizes.values().sum());
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime
+            .block_on(self.download(local, &wanted, &sizes, &Counter::default(), progress))
     }
 
     /// Brings the given (remote) manifests into the local store with the blobs it lacks. A blob

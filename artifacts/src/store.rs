@@ -300,7 +300,7 @@ impl Store {
         self.list_fanout("blobs", "")
     }
 
-    fn list_fanout(&self, top: &str, suffix: &str) -> Result<Vec<Digest>, StoreError> {
+    pub(crate) fn list_fanout(&self, top: &str, suffix: &str) -> Result<Vec<Digest>, StoreError> {
         let top = self.root.join(top);
         let mut out = Vec::new();
         let entries = match fs::read_dir(&top) {

@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod exec;
 pub mod experiment;
+pub mod fetch;
 pub mod graph;
 pub mod maintain;
 pub mod ops;

@@ -79,6 +79,15 @@ impl Select {
     }
 }
 
+/// Which blobs of the results a remote provides are brought here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FetchWhat {
+    /// Only those read here (and the final outputs).
+    Needed,
+    /// Every blob.
+    All,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run an experiment (built-in name or TOML file; default `checkerboard`), computing only what is missing or stale.
@@ -91,12 +100,17 @@ enum Command {
         /// No per-node progress.
         #[arg(short, long)]
         quiet: bool,
-        /// Fetch each node's result from this remote when it has it, instead of computing it.
+        /// Take each node's result from this remote when it has it, instead of computing it:
+        /// its manifest now, its blobs when a node here reads them (the final tables, report
+        /// and figures always).
         #[arg(long, value_name = "NAME")]
         remote: Option<String>,
         /// Send each node computed here to the remote (with --remote).
         #[arg(long, requires = "remote")]
         push: bool,
+        /// `needed`: fetch blobs only when read here; `all`: every blob of what the remote provides.
+        #[arg(long, value_enum, default_value = "needed", value_name = "WHAT")]
+        fetch: FetchWhat,
         #[command(flatten)]
         select: Select,
         #[command(flatten)]
@@ -121,12 +135,20 @@ enum Command {
         #[command(flatten)]
         transfer: TransferArgs,
     },
-    /// Fetch an experiment's results (default: everything on the remote) from a remote, those the store lacks.
+    /// Fetch an experiment's results (default: everything on the remote) from a remote, those
+    /// the store lacks: every manifest, and the blobs of the final tables, report and figures
+    /// (the rest when something here reads them, or with --fetch all, or those of the nodes
+    /// --stage, --run and --node name).
     Pull {
         /// Built-in name or path to a TOML file (default: everything on the remote).
         experiment: Option<String>,
         #[command(flatten)]
         transfer: TransferArgs,
+        /// `needed`: blobs of the final outputs (and of the selected nodes); `all`: every blob.
+        #[arg(long, value_enum, default_value = "needed", value_name = "WHAT")]
+        fetch: FetchWhat,
+        #[command(flatten)]
+        select: Select,
     },
     /// Dry run: each node cached or to run, and why.
     Status {
@@ -525,6 +547,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             quiet,
             remote,
             push,
+            fetch,
             select,
             slurm,
         } => {
@@ -532,13 +555,16 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let slurm = slurm.options(cli, &exp)?;
             let selector = select.selector()?;
             let store = ops::open_store(&cli.store)?;
-            let remote = connect(&store, remote.as_deref(), *push)?;
+            let remote_name = remote.as_deref();
+            let remote = connect(&store, remote_name, *push)?;
             let clock = Instant::now();
             let ctx = context(cli, &exp);
             let opts = Options {
                 jobs: jobs.unwrap_or_else(cores),
                 quiet: *quiet || cli.json,
                 remote: remote.as_ref(),
+                fetch_all: *fetch == FetchWhat::All,
+                down: remote_name.filter(|_| remote.is_none()),
                 ctx: &ctx,
                 slurm: slurm.as_ref(),
             };
@@ -644,8 +670,21 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         | Command::Pull {
             experiment,
             transfer,
+            ..
         } => {
             let pushing = matches!(cli.command, Command::Push { .. });
+            let selector = match &cli.command {
+                Command::Pull { select, .. } => select.selector()?,
+                _ => Selector::default(),
+            };
+            let bytes = match &cli.command {
+                Command::Pull {
+                    fetch: FetchWhat::All,
+                    ..
+                } => transfer::Bytes::All,
+                _ if !selector.is_empty() => transfer::Bytes::Selected(&selector),
+                _ => transfer::Bytes::Needed,
+            };
             let exp = experiment
                 .as_deref()
                 .map(|e| load(cli, Some(e)))
@@ -659,7 +698,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             let shared = if pushing {
                 transfer::push(exp.as_ref(), &store, &remote, &bar)
             } else {
-                transfer::pull(exp.as_ref(), &store, &remote, &bar)
+                transfer::pull(exp.as_ref(), &store, &remote, bytes, &bar)
             };
             bar.finish();
             Ok(report_transfer(
@@ -684,8 +723,9 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 Some(store) => connect(store, remote.as_deref(), false)?,
                 None => None,
             };
+            let asked = remote.as_ref().filter(|r| !r.is_off());
             let (graph, _, lines) =
-                ops::status(&exp, store.as_ref(), remote.as_ref().map(RunRemote::remote))?;
+                ops::status(&exp, store.as_ref(), asked.map(RunRemote::remote))?;
             let lines: Vec<_> = lines
                 .into_iter()
                 .enumerate()
@@ -697,20 +737,25 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let count = |state: &str| lines.iter().filter(|l| l.state == state).count();
-            for l in lines.iter().filter(|l| *all || l.state != "cached") {
+            let listed = |l: &&ops::NodeStatus| match l.state {
+                "cached" => *all,
+                "remote" => *all || remote.is_some(),
+                _ => true,
+            };
+            for l in lines.iter().filter(listed) {
                 let on = match l.device.as_str() {
                     "cpu" => String::new(),
                     gpu => format!(" [{gpu}]"),
                 };
                 match l.state {
                     "cached" => println!("cached  {}{on}", l.node),
-                    "remote" => println!("fetch   {}{on}: {}", l.node, l.reason),
+                    "remote" => println!("remote  {}{on}: {}", l.node, l.reason),
                     _ => println!("run     {}{on}: {}", l.node, l.reason),
                 }
             }
-            let fetch = match remote {
-                Some(_) => format!(", {} on the remote", count("remote")),
-                None => String::new(),
+            let fetch = match count("remote") {
+                0 if remote.is_none() => String::new(),
+                n => format!(", {n} on remotes"),
             };
             println!(
                 "{}: {} nodes, {} cached{fetch}, {} to run",
@@ -790,7 +835,11 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                 for (k, d) in &m.inputs {
                     println!("    {k}: {d}");
                 }
-                println!("  outputs:");
+                match (shown.held.as_str(), &shown.problem) {
+                    ("here", _) => println!("  outputs:"),
+                    (held, Some(why)) => println!("  outputs ({held}, not fetched: {why}):"),
+                    (held, None) => println!("  outputs ({held}):"),
+                }
                 for (k, path) in &shown.files {
                     println!("    {k}: {}", path.display());
                 }
@@ -911,12 +960,13 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                     }
                 }
                 println!(
-                    "{} blobs, {} manifests checked: {} corrupt, {} missing, {} unreadable manifests{}",
+                    "{} blobs, {} manifests checked: {} corrupt, {} missing, {} unreadable manifests, {} results held on remotes{}",
                     r.blobs,
                     r.manifests,
                     r.corrupt.len(),
                     r.missing.len(),
                     r.bad_manifests.len(),
+                    r.on_remote,
                     if *repair { format!(", {} repairs", r.repaired.len()) } else { String::new() }
                 );
             }
@@ -972,11 +1022,12 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
             } else {
                 let verb = if r.dry_run { "would delete" } else { "deleted" };
                 println!(
-                    "{verb} {} blobs ({:.1} MB) and {} manifests; {} pinned nodes kept; roots: {}",
+                    "{verb} {} blobs ({:.1} MB) and {} manifests; {} pinned nodes kept; {} kept blobs are on remotes; roots: {}",
                     r.blobs,
                     r.bytes as f64 / 1e6,
                     r.manifests,
                     r.pinned,
+                    r.on_remote,
                     if r.roots.is_empty() {
                         "none".to_string()
                     } else {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::device::Device;
 use crate::error::UsageError;
+use crate::fetch::Sources;
 use crate::graph::Node;
 use crate::record::Record;
 use crate::runner::{compute, Context};
@@ -23,8 +24,11 @@ pub struct VerifyReport {
     pub manifests: usize,
     /// Blobs whose content does not match their name.
     pub corrupt: Vec<String>,
-    /// Outputs that manifests name but the store lacks: `node: output (digest)`.
+    /// Outputs that manifests name but the store lacks, and no remote is known to hold:
+    /// `node: output (digest)`.
     pub missing: Vec<String>,
+    /// Results whose bytes (some of them) are on a remote, not here: valid, never repaired.
+    pub on_remote: usize,
     /// Manifests that do not parse.
     pub bad_manifests: Vec<String>,
     /// What `--repair` did.
@@ -89,9 +93,12 @@ pub fn verify(store: &Store, repair: bool, recompute: &Recompute) -> Result<Veri
         match store.get_manifest(&key) {
             Ok(Some(m)) => {
                 let mut broken = false;
+                let mut remote = false;
                 for (name, d) in &m.outputs {
                     if corrupt.contains(d) {
                         broken = true;
+                    } else if !store.has_blob(d) && store.remote_of(d).is_some() {
+                        remote = true;
                     } else if !store.has_blob(d) {
                         broken = true;
                         report.missing.push(format!(
@@ -108,6 +115,7 @@ pub fn verify(store: &Store, repair: bool, recompute: &Recompute) -> Result<Veri
                         m.provenance.node
                     ));
                 } else if !broken {
+                    report.on_remote += usize::from(remote);
                     manifests.push(m);
                 }
             }
@@ -197,6 +205,10 @@ fn recompute_one(store: &Store, stage: Stage, m: &Manifest, ctx: &Context) -> Re
             )
         })?,
     };
+    let inputs = m.inputs.values().map(|d| (*d, None)).collect();
+    Sources::new(store, None)
+        .fetch_all(&inputs)
+        .map_err(|e| anyhow!("node {}: its inputs: {e:#}", m.provenance.node))?;
     let files = compute(&node, &m.inputs, store, ctx)?;
     let differing = m
         .outputs
@@ -252,6 +264,8 @@ pub struct GcReport {
     pub manifests: usize,
     /// Bytes freed.
     pub bytes: u64,
+    /// Kept blobs that are on a remote, not here (their results stay cached).
+    pub on_remote: usize,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -318,6 +332,13 @@ pub fn gc(store: &Store, dry_run: bool, forget: &[String]) -> Result<GcReport> {
             if !dry_run {
                 store.remove_blob(&d)?;
             }
+        }
+    }
+    for d in store.marked_blobs()? {
+        let kept = blobs.contains(&d) && !store.has_blob(&d);
+        report.on_remote += usize::from(kept);
+        if !kept && !dry_run {
+            store.unmark(&d)?;
         }
     }
     if !dry_run {

@@ -5,18 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use artifacts::remote::Remote;
-use artifacts::{Digest, Manifest, Store};
+use artifacts::{Digest, Holding, Manifest, Store};
 use serde::Serialize;
 use stages::table::{Table, Values};
 
 use crate::error::UsageError;
 use crate::exec::{execute, Options, Outcome};
 use crate::experiment::Experiment;
+use crate::fetch::{materialize, Sources};
 use crate::graph::{build, Graph};
 use crate::plan::{plan, Plan, State};
 use crate::record::{Record, RecordEntry};
 use crate::select::Selector;
-use crate::transfer::locate;
+use crate::transfer::{locate, TransferBar};
 
 /// Opens the store for writing; an unwritable store is a usage error naming the path.
 pub fn open_store(path: &Path) -> Result<Store> {
@@ -50,9 +51,10 @@ pub struct NodeStatus {
     pub node: String,
     /// Stage.
     pub stage: String,
-    /// `cached`, `remote` (a run with `--remote` fetches it) or `run`.
+    /// `cached` (its bytes here), `remote` (its result on a remote: held here with its bytes
+    /// there, or found there with `--remote`; fetched when read) or `run`.
     pub state: &'static str,
-    /// Why it runs (empty when cached).
+    /// Why it runs, or which remote holds it (empty when cached here).
     pub reason: String,
     /// Its key, when known.
     pub key: Option<String>,
@@ -60,8 +62,8 @@ pub struct NodeStatus {
     pub device: String,
 }
 
-/// The state of every node of an experiment in a store (a dry run); with a remote, nodes it
-/// would fetch are in state `remote`.
+/// The state of every node of an experiment in a store (a dry run): here, on a remote (held
+/// here with its bytes there, or, with `remote`, found there) or to run.
 pub fn status(
     exp: &Experiment,
     store: Option<&Store>,
@@ -75,7 +77,7 @@ pub fn status(
     let plan = plan(&graph, store, record.as_ref())?;
     let on_remote: Vec<bool> = match (store, remote) {
         (Some(store), Some(remote)) => locate(&graph, store, remote)?
-            .0
+            .found
             .iter()
             .map(|f| f.as_ref().is_some_and(|(_, r)| *r))
             .collect(),
@@ -86,26 +88,26 @@ pub fn status(
         .iter()
         .zip(&plan.states)
         .zip(on_remote)
-        .map(|((n, s), fetch)| match s {
-            State::Cached(m) => NodeStatus {
-                node: n.name.clone(),
-                stage: n.stage.name().into(),
-                state: "cached",
-                reason: String::new(),
-                key: Some(m.key.hex()),
-                device: n.device.to_string(),
-            },
-            State::ToRun(r) => NodeStatus {
-                node: n.name.clone(),
-                stage: n.stage.name().into(),
-                state: if fetch { "remote" } else { "run" },
-                reason: match (fetch, remote) {
-                    (true, Some(remote)) => format!("on remote `{}`", remote.name()),
-                    _ => r.clone(),
+        .map(|((n, s), fetch)| {
+            let (state, reason, key) = match s {
+                State::Cached(m) => match store.map(|s| s.holding(m)) {
+                    Some(Holding::Remote(x)) => ("remote", format!("on remote `{x}`"), Some(m.key)),
+                    _ => ("cached", String::new(), Some(m.key)),
                 },
-                key: None,
+                State::ToRun(_) if fetch => {
+                    let name = remote.map(Remote::name).unwrap_or_default();
+                    ("remote", format!("on remote `{name}`"), None)
+                }
+                State::ToRun(r) => ("run", r.clone(), None),
+            };
+            NodeStatus {
+                node: n.name.clone(),
+                stage: n.stage.name().into(),
+                state,
+                reason,
+                key: key.map(|k| k.hex()),
                 device: n.device.to_string(),
-            },
+            }
         })
         .collect();
     Ok((graph, plan, lines))
@@ -124,7 +126,7 @@ pub struct RunSummary {
     pub cached: usize,
     /// Nodes found in the store when their turn came (early cutoff).
     pub cut_off: usize,
-    /// Nodes fetched from the remote instead of computed.
+    /// Nodes taken from the remote instead of computed (their blobs fetched when read here).
     pub fetched: usize,
     /// Failed nodes with their messages.
     pub failed: Vec<(String, String)>,
@@ -152,16 +154,35 @@ pub fn run(
     let _in_use = store.lock_use()?;
     let graph = build(exp);
     let previous = Record::load(store, &exp.name)?;
-    let plan = plan(&graph, Some(store), previous.as_ref())?;
+    let mut plan = plan(&graph, Some(store), previous.as_ref())?;
+    let mut adopted = vec![false; graph.nodes.len()];
+    if let Some(r) = opts.remote {
+        let (found, warnings) = r.adopt(&graph, store)?;
+        warnings.iter().for_each(|w| eprintln!("{w}"));
+        if found.contains(&true) {
+            plan = crate::plan::plan(&graph, Some(store), previous.as_ref())?;
+            adopted = found;
+        }
+    }
     let keep = selector.closure(&graph);
     let stale = plan.to_run();
-    let to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
+    let mut to_run: Vec<usize> = stale.iter().copied().filter(|&i| keep[i]).collect();
     // Stale nodes a selector leaves out end as "skipped" in the execution; they are not failures' fallout.
     let left_out = stale.len() - to_run.len();
-    if opts.remote.is_none() {
-        open_devices(&graph, &to_run, opts.ctx)?;
-    }
+    let bar = TransferBar::new("fetch", opts.quiet);
+    let warnings = materialize(
+        &graph,
+        &mut plan,
+        &mut to_run,
+        &mut Sources::new(store, opts.remote).warned(opts.down),
+        opts.fetch_all.then_some(adopted.as_slice()),
+        &bar,
+    );
+    bar.finish();
+    warnings.iter().for_each(|w| eprintln!("{w}"));
+    open_devices(&graph, &to_run, opts.ctx)?;
     let ex = execute(&graph, &plan, &to_run, store, opts)?;
+    let taken = |i: usize| adopted[i] && matches!(ex.outcomes[i], Outcome::Cached);
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
     record.source = exp.source.clone();
@@ -201,9 +222,11 @@ pub fn run(
         experiment: exp.name.clone(),
         nodes: graph.nodes.len(),
         computed: ex.count(|o| matches!(o, Outcome::Computed)),
-        cached: ex.count(|o| matches!(o, Outcome::Cached)),
+        cached: ex.count(|o| matches!(o, Outcome::Cached))
+            - (0..graph.nodes.len()).filter(|&i| taken(i)).count(),
         cut_off: ex.count(|o| matches!(o, Outcome::CutOff)),
-        fetched: ex.count(|o| matches!(o, Outcome::Fetched)),
+        fetched: ex.count(|o| matches!(o, Outcome::Fetched))
+            + (0..graph.nodes.len()).filter(|&i| taken(i)).count(),
         failed,
         skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - left_out,
         outputs,
@@ -343,6 +366,8 @@ pub fn export(store: &Store, experiment: &str, dest: &Path) -> Result<Vec<PathBu
     if files.is_empty() {
         bail!("experiment `{experiment}` has no tables yet: its analysis did not complete");
     }
+    let sizes = files.values().map(|d| (*d, None)).collect();
+    Sources::new(store, None).fetch_all(&sizes)?;
     std::fs::create_dir_all(dest)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", dest.display())))?;
     let mut out = Vec::new();
@@ -475,6 +500,12 @@ pub struct Shown {
     pub manifest: Manifest,
     /// Output name → path of its blob.
     pub files: BTreeMap<String, PathBuf>,
+    /// Where the blobs are: `here`, `remote <name>` (when they could not be fetched; see
+    /// `problem`) or `missing`.
+    pub held: String,
+    /// Why blobs on a remote could not be fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Finds a node by name (in any recorded experiment) or by a key prefix.
@@ -515,12 +546,29 @@ pub fn show(store: &Store, query: &str) -> Result<Shown> {
     let manifest = store
         .get_manifest(&key)?
         .ok_or_else(|| anyhow!("manifest {key} is missing"))?;
+    let problem = match store.holding(&manifest) {
+        Holding::Remote(_) => Sources::new(store, None)
+            .fetch_outputs(&manifest)
+            .err()
+            .map(|e| format!("{e:#}")),
+        _ => None,
+    };
+    let held = match store.holding(&manifest) {
+        Holding::Here => "here".to_string(),
+        Holding::Remote(name) => format!("remote {name}"),
+        Holding::Missing => "missing".to_string(),
+    };
     let files = manifest
         .outputs
         .iter()
         .map(|(k, d)| (k.clone(), store.blob_path(d)))
         .collect();
-    Ok(Shown { manifest, files })
+    Ok(Shown {
+        manifest,
+        files,
+        held,
+        problem,
+    })
 }
 
 /// Writes an editable copy of a built-in experiment; refuses to overwrite.

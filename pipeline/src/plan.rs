@@ -14,7 +14,7 @@ use crate::record::{Record, RecordEntry};
 /// A node's state in a plan.
 #[derive(Clone, Debug)]
 pub enum State {
-    /// Its result is in the store.
+    /// Its result is in the store (its bytes here or on a remote, see `artifacts::Holding`).
     Cached(Box<Manifest>),
     /// It must run, for this reason.
     ToRun(String),
@@ -102,7 +102,7 @@ pub fn plan(graph: &Graph, store: Option<&Store>, record: Option<&Record>) -> Re
                                 node.name
                             )
                         })?
-                        .filter(|m| s.is_complete(m)),
+                        .filter(|m| s.is_cached(m)),
                     None => None,
                 };
                 match cached {

@@ -8,14 +8,17 @@ use std::sync::OnceLock;
 
 use anyhow::Result;
 use artifacts::remote::{Progress, Remote, Transfer};
-use artifacts::{Digest, Manifest, PushRecord, Store};
+use artifacts::{Digest, Holding, Manifest, PushRecord, Store};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::experiment::Experiment;
-use crate::graph::{build, Graph};
+use crate::fetch::Sources;
+use crate::graph::{build, Graph, NodeId};
 use crate::plan::{input_digests, key, plan};
 use crate::runner::VERSION;
+use crate::select::Selector;
+use crate::stage::Stage;
 
 /// What `push` or `pull` did, for printing.
 #[derive(Debug, Serialize)]
@@ -34,8 +37,8 @@ pub struct Shared {
     pub record: Option<Digest>,
 }
 
-/// Sends an experiment's cached results (or, without one, every complete result in the store)
-/// to the remote, those it lacks, then writes the push's record there (naming every manifest
+/// Sends an experiment's cached results (or, without one, every cached result in the store)
+/// to the remote, those it lacks (bytes held on another remote are fetched first), then writes the push's record there (naming every manifest
 /// of the push, sent or already there).
 pub fn push(
     exp: Option<&Experiment>,
@@ -55,13 +58,20 @@ pub fn push(
         None => {
             let mut all = Vec::new();
             for k in store.manifest_keys()? {
-                if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                if let Some(m) = store.get_manifest(&k)?.filter(|m| store.is_cached(m)) {
                     all.push(m);
                 }
             }
             (all, 0)
         }
     };
+    // Results held here with their bytes on another remote: the bytes come here first.
+    let away: BTreeMap<Digest, Option<u64>> = manifests
+        .iter()
+        .flat_map(Manifest::blobs)
+        .filter(|(d, _)| !store.has_blob(d) && store.remote_of(d).as_deref() != Some(remote.name()))
+        .collect();
+    Sources::new(store, None).fetch_all(&away)?;
     let transfer = remote.push(store, &manifests, progress)?;
     let record = if manifests.is_empty() {
         None
@@ -77,37 +87,79 @@ pub fn push(
     })
 }
 
+/// Which blobs a pull (or `run --remote`) brings into the store with the manifests it fetches.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Bytes<'a> {
+    /// Only the final outputs (analysis tables, report): the others are fetched when a local
+    /// node reads them.
+    #[default]
+    Needed,
+    /// Also every output of the nodes a selector names.
+    Selected(&'a Selector),
+    /// Every blob (as before results could be held on a remote).
+    All,
+}
+
+impl Bytes<'_> {
+    /// Whether the outputs of this manifest are brought here.
+    fn wants(&self, m: &Manifest) -> bool {
+        let stage = Stage::parse(&m.stage);
+        let is_final = matches!(stage, Some(Stage::Analyze | Stage::Report));
+        match self {
+            Bytes::All => true,
+            Bytes::Needed => is_final,
+            Bytes::Selected(s) => {
+                is_final || stage.is_some_and(|st| s.matches_name(st, &m.provenance.node))
+            }
+        }
+    }
+}
+
 /// Brings an experiment's results (or, without one, everything on the remote) into the store,
-/// those it lacks.
+/// those it lacks: every manifest, and the blobs `bytes` asks for; the other blobs stay on the
+/// remote, marked as there, until something here reads them.
 pub fn pull(
     exp: Option<&Experiment>,
     store: &Store,
     remote: &Remote,
+    bytes: Bytes,
     progress: &dyn Progress,
 ) -> Result<Shared> {
     remote.check()?;
     let (manifests, mut problems, unavailable) = match exp {
         Some(exp) => {
-            let (found, problems) = locate(&build(exp), store, remote)?;
-            let unavailable = found.iter().filter(|f| f.is_none()).count();
-            let on_remote = found.into_iter().flatten().filter(|(_, r)| *r);
+            let graph = build(exp);
+            let located = locate(&graph, store, remote)?;
+            let unavailable = located.found.iter().filter(|f| f.is_none()).count();
+            // Results already held here with their bytes on this remote count as on it.
+            let on_remote = located.found.into_iter().flatten().filter(|(m, r)| {
+                *r || store.holding(m) == Holding::Remote(remote.name().to_string())
+            });
+            let problems: Vec<String> = located.problems.into_iter().map(|(_, _, p)| p).collect();
             (on_remote.map(|(m, _)| m).collect(), problems, unavailable)
         }
         None => {
             let mut keys = Vec::new();
             for k in remote.manifest_keys()? {
-                if !store
-                    .get_manifest(&k)?
-                    .is_some_and(|m| store.is_complete(&m))
-                {
+                let here = store.get_manifest(&k)?;
+                if !here.is_some_and(|m| store.holding(&m) == Holding::Here) {
                     keys.push(k);
                 }
             }
             let (manifests, problems) = remote.get_manifests(&keys)?;
-            (manifests, problems, 0)
+            (manifests, problems.into_iter().map(|(_, p)| p).collect(), 0)
         }
     };
-    let mut transfer = remote.pull(store, &manifests, progress)?;
+    let (eager, lazy): (Vec<Manifest>, Vec<Manifest>) =
+        manifests.into_iter().partition(|m| bytes.wants(m));
+    let mut transfer = remote.pull(store, &eager, progress)?;
+    for m in &lazy {
+        if store.put_remote_manifest(m, remote.name())? {
+            transfer.objects += 1;
+        } else {
+            transfer.present += 1;
+        }
+    }
     problems.append(&mut transfer.problems);
     transfer.problems = problems;
     Ok(Shared {
@@ -118,18 +170,26 @@ pub fn pull(
     })
 }
 
-/// Where each node's result is: `Some((manifest, false))` in the store, `Some((manifest,
-/// true))` on the remote, `None` on neither. Keys depend on parents' outputs, so the DAG is
-/// walked in waves, each wave the nodes whose parents are found; the remote is asked for a
-/// whole wave at once. Also returns a line for each bad manifest on the remote.
-pub type Located = (Vec<Option<(Manifest, bool)>>, Vec<String>);
+/// Where each node's result is, and what was wrong on the remote (see [`locate`]).
+pub struct Located {
+    /// Per node: `Some((manifest, false))` in the store (its bytes here or on a remote),
+    /// `Some((manifest, true))` on the remote, `None` on neither.
+    pub found: Vec<Option<(Manifest, bool)>>,
+    /// Manifests on the remote that do not parse: node, key, problem line.
+    pub problems: Vec<(NodeId, Digest, String)>,
+    /// Every key the remote was asked about.
+    pub asked: Vec<Digest>,
+}
 
-/// Finds each node's result in the store or on the remote; see [`Located`].
+/// Finds each node's result in the store or on the remote. Keys depend on parents' outputs,
+/// so the DAG is walked in waves, each wave the nodes whose parents are found; the remote is
+/// asked for a whole wave at once.
 pub fn locate(graph: &Graph, store: &Store, remote: &Remote) -> Result<Located> {
     let n = graph.nodes.len();
     let mut found: Vec<Option<(Manifest, bool)>> = vec![None; n];
     let mut tried = vec![false; n];
     let mut problems = Vec::new();
+    let mut asked = Vec::new();
     loop {
         let mut wave: Vec<(usize, Digest)> = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
@@ -139,7 +199,7 @@ pub fn locate(graph: &Graph, store: &Store, remote: &Remote) -> Result<Located> 
             if let Some(inputs) = input_digests(node, |p| found[p].as_ref().map(|(m, _)| m)) {
                 tried[i] = true;
                 let k = key(node, &inputs);
-                match store.get_manifest(&k)?.filter(|m| store.is_complete(m)) {
+                match store.get_manifest(&k)?.filter(|m| store.is_cached(m)) {
                     Some(m) => found[i] = Some((m, false)),
                     None => wave.push((i, k)),
                 }
@@ -151,15 +211,24 @@ pub fn locate(graph: &Graph, store: &Store, remote: &Remote) -> Result<Located> 
             break;
         }
         let keys: Vec<Digest> = wave.iter().map(|(_, k)| *k).collect();
-        let (manifests, mut bad) = remote.get_manifests(&keys)?;
-        problems.append(&mut bad);
+        let (manifests, bad) = remote.get_manifests(&keys)?;
+        asked.extend(&keys);
         let mut by_key: BTreeMap<Digest, Manifest> =
             manifests.into_iter().map(|m| (m.key, m)).collect();
+        for (k, p) in bad {
+            if let Some(&(i, _)) = wave.iter().find(|(_, w)| *w == k) {
+                problems.push((i, k, p));
+            }
+        }
         for (i, k) in wave {
             found[i] = by_key.remove(&k).map(|m| (m, true));
         }
     }
-    Ok((found, problems))
+    Ok(Located {
+        found,
+        problems,
+        asked,
+    })
 }
 
 /// Progress of a push or pull: a bar of bytes and objects on a terminal, a line per tenth of

@@ -105,6 +105,22 @@ pub fn s3_env() -> &'static [(String, String)] {
     })
 }
 
+/// [`s3_env`] with the credentials of the server's read-only identity (it may read and list,
+/// not write or delete).
+pub fn s3_read_only_env() -> Vec<(String, String)> {
+    let run = std::env::var("S3_LOCAL_RUN").unwrap_or_else(|_| "/run/s3-local".into());
+    let mut env = s3_env().to_vec();
+    let path = Path::new(&run).join("env-read-only");
+    let text = std::fs::read_to_string(&path).expect("s3-local env-read-only file");
+    env.extend(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    env
+}
+
 /// Starts the one-host Slurm cluster of `scripts/slurm-local.sh` (three emulated nodes, with
 /// accounting) unless it runs; `cgroup` asks for memory enforcement (the script restarts the
 /// daemons when the setting changes).

@@ -221,8 +221,8 @@ fn resume(kind: Kind) {
 
     let d = t.join("d");
     add_remote(t, &d, &r);
-    let total = kill_midway(t, &d, &r, &["pull", "tiny.toml"]);
-    let again = ok_json(t, &d, &r, &["pull", "tiny.toml", "-q"]);
+    let total = kill_midway(t, &d, &r, &["pull", "tiny.toml", "--fetch", "all"]);
+    let again = ok_json(t, &d, &r, &["pull", "tiny.toml", "-q", "--fetch", "all"]);
     let (got, present) = (
         again["objects"].as_u64().unwrap(),
         again["present"].as_u64().unwrap(),
@@ -308,7 +308,7 @@ fn corrupt(kind: Kind) {
     // only those two nodes (the others are cut off early).
     let c = t.join("c");
     add_remote(t, &c, &r);
-    let out = u(t, &c, &r, &["pull", "-q"]);
+    let out = u(t, &c, &r, &["pull", "-q", "--fetch", "all"]);
     let said = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -340,6 +340,8 @@ fn corrupt(kind: Kind) {
             "tiny.toml",
             "--remote",
             "lab",
+            "--fetch",
+            "all",
             "--push",
             "-q",
             "--json",

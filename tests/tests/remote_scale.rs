@@ -148,7 +148,7 @@ fn requests_scale_with_the_experiment(kind: Kind) {
 
     let b = Store::open(&t.join("b")).unwrap();
     let (remote, counting) = target.counted();
-    let pulled = transfer::pull(Some(&exp), &b, &remote, &Silent).unwrap();
+    let pulled = transfer::pull(Some(&exp), &b, &remote, transfer::Bytes::All, &Silent).unwrap();
     let pull = counting.requests();
     assert!(pulled.transfer.problems.is_empty(), "{:?}", pulled.transfer);
     assert_eq!(pulled.transfer.objects, objects, "everything was fetched");
@@ -164,13 +164,34 @@ fn requests_scale_with_the_experiment(kind: Kind) {
     );
     assert!(ms.iter().all(|m| b.is_complete(m)));
 
+    // A lazy pull (the default) fetches every manifest and only the final outputs' blobs.
+    let c = Store::open(&t.join("c")).unwrap();
+    let (remote, counting) = target.counted();
+    let lazy = transfer::pull(Some(&exp), &c, &remote, transfer::Bytes::Needed, &Silent).unwrap();
+    let lazy_pull = counting.requests();
+    let finals: BTreeSet<Digest> = ms
+        .iter()
+        .filter(|m| m.stage == "analyze" || m.stage == "report")
+        .flat_map(|m| m.outputs.values().copied())
+        .collect();
+    assert!(lazy.transfer.problems.is_empty(), "{:?}", lazy.transfer);
+    assert_no_listing("lazy pull", &lazy_pull);
+    assert_eq!(
+        (lazy_pull.get, lazy_pull.head),
+        (nodes + finals.len() as u64, 0),
+        "a lazy pull fetches each manifest and the final blobs: {lazy_pull:?}"
+    );
+    assert_eq!(c.blobs().unwrap(), finals.into_iter().collect::<Vec<_>>());
+    assert!(ms.iter().all(|m| c.is_cached(m)), "every result is cached");
+
     eprintln!(
         "{kind:?}: {UNRELATED} unrelated objects planted in {planted:.1} s; tiny experiment: \
          {nodes} nodes, {objects} objects; requests: push {} {push:?}, second push {} \
-         {repush:?}, pull {} {pull:?}",
+         {repush:?}, pull {} {pull:?}, lazy pull {} {lazy_pull:?}",
         push.total(),
         repush.total(),
-        pull.total()
+        pull.total(),
+        lazy_pull.total()
     );
     clean_up(kind, &target);
 }

@@ -86,8 +86,13 @@ pub struct Options<'a> {
     pub jobs: usize,
     /// No per-node progress.
     pub quiet: bool,
-    /// The remote each node's result is fetched from (and pushed to) when it has it.
+    /// The remote each node's result is taken from (and pushed to) when it has it.
     pub remote: Option<&'a RunRemote>,
+    /// Fetch every blob of the results taken from the remote, not only those read here.
+    pub fetch_all: bool,
+    /// The remote the run was asked to use when it could not even be opened (warned about
+    /// already: what it holds is computed here without another warning).
+    pub down: Option<&'a str>,
     /// What nodes need from the machine beyond their key.
     pub ctx: &'a Context,
     /// Run nodes as Slurm jobs instead of local threads.
@@ -106,8 +111,8 @@ pub fn execute(
     let progress = Progress::new(to_run.len(), opts.quiet);
     let ex = match opts.slurm {
         Some(s) => {
-            let mut slurm =
-                slurm::Slurm::new(graph, plan, to_run, store, s, opts.remote, &progress)?;
+            let remote = opts.remote.filter(|r| !r.is_off());
+            let mut slurm = slurm::Slurm::new(graph, plan, to_run, store, s, remote, &progress)?;
             let ex = schedule(graph, plan, to_run, &mut slurm, &progress);
             slurm.finish();
             ex
@@ -284,9 +289,32 @@ pub fn run_node(
         sizes,
         provenance,
     };
-    store.put_manifest(&m)?;
+    if !store.put_manifest(&m)? {
+        notes.extend(replace_held(store, &m)?);
+    }
     notes.extend(remote.and_then(|r| r.pushed(store, &m)));
     Ok(finished(m, Outcome::Computed, notes))
+}
+
+/// After a node was computed here although the store held a result under its key whose
+/// bytes were on a remote that could not provide them: when that result names other bytes,
+/// the one computed here replaces it (a line says so).
+fn replace_held(store: &Store, m: &Manifest) -> Result<Option<String>> {
+    match store.get_manifest(&m.key)? {
+        Some(held) if held.outputs != m.outputs && !store.is_complete(&held) => {
+            store.remove_manifest(&m.key)?;
+            store.put_manifest(m)?;
+            Ok(Some(format!(
+                "warning: {} computed here differs from the result held on remote `{}`; kept this one",
+                m.provenance.node,
+                held.outputs
+                    .values()
+                    .find_map(|d| store.remote_of(d))
+                    .unwrap_or_default()
+            )))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The text a panic was raised with.

@@ -8,8 +8,10 @@ use artifacts::remote::{Fetch, Remote, RemoteError};
 use artifacts::{Digest, Manifest, PushRecord, Store};
 
 use crate::error::UsageError;
+use crate::graph::Graph;
 use crate::remotes::open_remote;
 use crate::runner::VERSION;
+use crate::transfer::locate;
 
 /// The remote a run fetches from before computing a node, and pushes to after (`--push`).
 /// The first failure to reach it turns it off for the rest of the run, with one warning.
@@ -21,45 +23,84 @@ pub struct RunRemote {
     bad: Mutex<BTreeSet<Digest>>,
     /// Results this run knows the remote holds: fetched from it, or pushed to it.
     reached: Mutex<Vec<Manifest>>,
+    /// Keys the remote was already asked about (not asked again when their nodes run).
+    asked: Mutex<BTreeSet<Digest>>,
 }
 
 impl RunRemote {
     /// Opens and checks the remote named `name`. An unknown name or a bad URL is an error; a
-    /// remote that cannot be used gives `None` and the warning to print.
+    /// remote that cannot be used comes with the warning to print, turned off (the run goes on
+    /// locally, and what it would have read from that remote is computed here without
+    /// another warning), or is `None` when it cannot even be opened.
     pub fn connect(
         store: &Store,
         name: &str,
         push: bool,
     ) -> Result<(Option<RunRemote>, Option<String>)> {
-        let checked = open_remote(store, Some(name), None).and_then(|remote| {
-            remote.check()?;
-            Ok(remote)
-        });
-        match checked {
-            Ok(remote) => Ok((
-                Some(RunRemote {
-                    remote,
-                    push,
-                    off: Mutex::new(false),
-                    bad: Mutex::new(BTreeSet::new()),
-                    reached: Mutex::new(Vec::new()),
-                }),
-                None,
-            )),
-            Err(e) if e.downcast_ref::<UsageError>().is_some() => Err(e),
-            Err(e) => Ok((None, Some(format!("warning: {e:#}; computing locally")))),
-        }
+        let remote = match open_remote(store, Some(name), None) {
+            Ok(remote) => remote,
+            Err(e) if e.downcast_ref::<UsageError>().is_some() => return Err(e),
+            Err(e) => return Ok((None, Some(format!("warning: {e:#}; computing locally")))),
+        };
+        let warning = remote
+            .check()
+            .err()
+            .map(|e| format!("warning: {e}; computing locally"));
+        let run = RunRemote {
+            remote,
+            push,
+            off: Mutex::new(warning.is_some()),
+            bad: Mutex::new(BTreeSet::new()),
+            reached: Mutex::new(Vec::new()),
+            asked: Mutex::new(BTreeSet::new()),
+        };
+        Ok((Some(run), warning))
     }
 
-    /// Fetches the result under `key` into the store. Returns it when fetched, and a line to
-    /// show when the remote had it but something was wrong, or stopped answering.
+    /// Looks up on the remote the results the store lacks and stores their manifests; their
+    /// blobs stay there (marked as such) until something here reads them. Returns, per node,
+    /// whether its result came from the remote, and a warning for each bad manifest there (or
+    /// for the remote when it stops answering: the run then goes on locally).
+    pub fn adopt(&self, graph: &Graph, store: &Store) -> Result<(Vec<bool>, Vec<String>)> {
+        let mut adopted = vec![false; graph.nodes.len()];
+        if self.is_off() {
+            return Ok((adopted, Vec::new()));
+        }
+        let located = match locate(graph, store, &self.remote) {
+            Ok(l) => l,
+            Err(e) => match e.downcast::<RemoteError>() {
+                Ok(e) => return Ok((adopted, self.turn_off(e).into_iter().collect())),
+                Err(e) => return Err(e),
+            },
+        };
+        lock(&self.asked).extend(located.asked);
+        let mut notes = Vec::new();
+        for (i, key, why) in located.problems {
+            lock(&self.bad).insert(key);
+            let node = &graph.nodes[i].name;
+            notes.push(format!("warning: {why}; computing {node} locally"));
+        }
+        let mut reached = lock(&self.reached);
+        for (i, found) in located.found.into_iter().enumerate() {
+            if let Some((m, true)) = found {
+                store.put_remote_manifest(&m, self.remote.name())?;
+                adopted[i] = true;
+                reached.push(m);
+            }
+        }
+        Ok((adopted, notes))
+    }
+
+    /// Fetches the result under `key` into the store, unless the remote was already asked
+    /// about it. Returns it when fetched, and a line to show when the remote had it but
+    /// something was wrong, or stopped answering.
     pub fn fetch(
         &self,
         store: &Store,
         key: &Digest,
         node: &str,
     ) -> (Option<Manifest>, Option<String>) {
-        if self.is_off() {
+        if self.is_off() || !lock(&self.asked).insert(*key) {
             return (None, None);
         }
         match self.remote.fetch(store, key) {
@@ -133,8 +174,19 @@ impl RunRemote {
         &self.remote
     }
 
-    fn is_off(&self) -> bool {
+    /// Whether the remote stopped answering (the run goes on without it).
+    pub fn is_off(&self) -> bool {
         *lock(&self.off)
+    }
+
+    /// Stops using the remote, without a warning (the caller gave one).
+    pub fn set_off(&self) {
+        *lock(&self.off) = true;
+    }
+
+    /// Remembers blobs found missing or corrupt on the remote (a push replaces them).
+    pub fn note_bad(&self, blobs: impl IntoIterator<Item = Digest>) {
+        lock(&self.bad).extend(blobs);
     }
 
     fn turn_off(&self, e: RemoteError) -> Option<String> {

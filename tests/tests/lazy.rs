@@ -1,0 +1,344 @@
+//! Lazy results (issue 14, "build without the bytes"): a store that runs an experiment with
+//! `--remote` takes the remote's manifests and fetches only the blobs it reads (the final
+//! tables, report and figures, and the inputs of what it computes); `status`, `verify`, `gc`,
+//! `show` and `export` tell results here from results on the remote; a remote that cannot be
+//! reached when bytes are needed means computing locally, with one warning. Against the
+//! loopback SeaweedFS and a `file://` directory.
+
+mod remote_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use artifacts::{Digest, Manifest, Store};
+use pipeline::experiment;
+use pipeline::graph::build;
+use pipeline::plan::plan;
+use remote_support::{clean_up, clone_source_dir, push_with_uinfo, source, Kind, Target};
+use serde_json::Value;
+use uinfo_tests::{snapshot, stderr, stdout, tiny, uinfo_env};
+
+fn u(t: &Path, store: &Path, target: &Target, args: &[&str]) -> Output {
+    uinfo_env(t, store, args, &target.env)
+}
+
+fn ok_json(t: &Path, store: &Path, target: &Target, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = u(t, store, target, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn add_remote(t: &Path, store: &Path, target: &Target) {
+    let out = u(t, store, target, &["remote", "add", "lab", &target.url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The tiny experiment's output files but `timings.parquet` (where and when: differs by
+/// design), by relative path.
+fn outputs(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let dir = store.join("out/tiny");
+    let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
+        .into_iter()
+        .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
+        .map(|(p, _, _)| {
+            let rel = p.strip_prefix(&dir).unwrap().to_path_buf();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    assert!(files.keys().any(|p| p.ends_with("usable_info.parquet")));
+    assert!(files.keys().any(|p| p.ends_with("report.html")));
+    files
+}
+
+/// Bytes of the blobs a store holds, as on disk.
+fn blob_bytes(store: &Path) -> u64 {
+    snapshot(&store.join("blobs")).iter().map(|f| f.1).sum()
+}
+
+/// Every node's manifest for the experiment in `t/tiny.toml`, all cached in `store`.
+fn manifests(t: &Path, store: &Path) -> Vec<Manifest> {
+    let path = t.join("tiny.toml");
+    let mut exp = experiment::load(path.to_str().unwrap()).unwrap();
+    experiment::choose_devices(&mut exp, None, None);
+    experiment::locate_data(&mut exp, None).unwrap();
+    let graph = build(&exp);
+    let cached = plan(&graph, Some(&Store::open(store).unwrap()), None)
+        .unwrap()
+        .into_cached();
+    assert_eq!(cached.len(), graph.nodes.len(), "every result is cached");
+    cached
+}
+
+fn is_final(m: &Manifest) -> bool {
+    m.stage == "analyze" || m.stage == "report"
+}
+
+fn outputs_of<'a>(ms: impl IntoIterator<Item = &'a Manifest>) -> BTreeSet<Digest> {
+    ms.into_iter()
+        .flat_map(|m| m.outputs.values().copied())
+        .collect()
+}
+
+fn blobs(store: &Path) -> BTreeSet<Digest> {
+    Store::open(store)
+        .unwrap()
+        .blobs()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+fn copy_store(from: &Path, to: &Path) {
+    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status();
+    assert!(ok.unwrap().success());
+}
+
+/// Acceptance 1: B runs what A pushed and gets A's tables and report byte for byte while it
+/// holds only their blobs; status, verify, gc, show and export know what is on the remote; a
+/// changed probe setting then fetches exactly the blobs the recomputed nodes read.
+fn run_without_the_bytes(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let target = Target::new(kind, t, "lazy");
+    let a = clone_source_dir(t, "a");
+    push_with_uinfo(t, &a, &target);
+    let ms = manifests(t, &a);
+    let n = ms.len();
+
+    let b = t.join("b");
+    add_remote(t, &b, &target);
+    let run = ok_json(
+        t,
+        &b,
+        &target,
+        &["run", "tiny.toml", "--remote", "lab", "-q"],
+    );
+    assert_eq!(
+        (run["computed"].as_u64(), run["fetched"].as_u64()),
+        (Some(0), Some(n as u64)),
+        "{run}"
+    );
+    assert_eq!(
+        outputs(&b),
+        outputs(&a),
+        "B's tables and report differ from A's"
+    );
+    let finals = outputs_of(ms.iter().filter(|m| is_final(m)));
+    assert_eq!(
+        blobs(&b),
+        finals,
+        "B holds the final outputs' blobs, nothing else"
+    );
+    let (held, full) = (blob_bytes(&b), blob_bytes(&a));
+    eprintln!("{kind:?}: B holds {held} bytes of blobs, A {full}");
+
+    // What the store knows: here, on the remote, or missing.
+    let status = ok_json(t, &b, &target, &["status", "tiny.toml"]);
+    let count = |state: &str| {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["state"] == state)
+            .count()
+    };
+    let here = ms.iter().filter(|m| is_final(m)).count();
+    assert_eq!(
+        (count("cached"), count("remote"), count("run")),
+        (here, n - here, 0),
+        "{status}"
+    );
+    assert!(status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "remote")
+        .all(|l| l["reason"] == "on remote `lab`"));
+    let verify = ok_json(t, &b, &target, &["verify", "--repair"]);
+    assert_eq!(verify["on_remote"], n - here, "{verify}");
+    assert!(
+        verify["missing"].as_array().unwrap().is_empty()
+            && verify["repaired"].as_array().unwrap().is_empty(),
+        "{verify}"
+    );
+    let gc = ok_json(t, &b, &target, &["gc"]);
+    assert_eq!(
+        (gc["blobs"].as_u64(), gc["manifests"].as_u64()),
+        (Some(0), Some(0)),
+        "{gc}"
+    );
+    assert_eq!(
+        manifests(t, &b).len(),
+        n,
+        "gc and verify --repair kept every result"
+    );
+
+    // show fetches the node's blobs; export writes the tables.
+    let train = ms.iter().find(|m| m.stage == "train").unwrap();
+    let shown = ok_json(t, &b, &target, &["show", &train.key.hex()]);
+    assert_eq!(shown["held"], "here", "{shown}");
+    let checkpoint = shown["files"]["checkpoint.safetensors"].as_str().unwrap();
+    assert!(Path::new(checkpoint).is_file());
+    let exported = ok_json(
+        t,
+        &b,
+        &target,
+        &["export", "tiny", t.join("exported").to_str().unwrap()],
+    );
+    assert!(exported.as_array().unwrap().len() > 4, "{exported}");
+
+    // A changed probe setting: the probes, analysis and report run here and read the
+    // representations, the dataset and the training logs; nothing else comes.
+    let before = blobs(&b);
+    std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
+    let run = ok_json(
+        t,
+        &b,
+        &target,
+        &["run", "tiny.toml", "--remote", "lab", "-q"],
+    );
+    let changed = manifests(t, &b);
+    let computed: Vec<&Manifest> = changed
+        .iter()
+        .filter(|m| !ms.iter().any(|o| o.key == m.key))
+        .collect();
+    assert_eq!(run["computed"], computed.len(), "{run}");
+    assert!(computed
+        .iter()
+        .all(|m| ["probe", "analyze", "report"].contains(&m.stage.as_str())));
+    let read: BTreeSet<Digest> = computed
+        .iter()
+        .flat_map(|m| m.inputs.values().copied())
+        .collect();
+    let made = outputs_of(computed.iter().copied());
+    let fetched: BTreeSet<Digest> = blobs(&b)
+        .difference(&before)
+        .copied()
+        .filter(|d| !made.contains(d))
+        .collect();
+    let expected: BTreeSet<Digest> = read
+        .difference(&made)
+        .copied()
+        .filter(|d| !before.contains(d))
+        .collect();
+    assert_eq!(
+        fetched, expected,
+        "fetched exactly what the recomputed nodes read"
+    );
+    let producers = |d: &Digest| {
+        ms.iter()
+            .find(|m| m.outputs.values().any(|o| o == d))
+            .unwrap()
+            .stage
+            .clone()
+    };
+    let stages: BTreeSet<String> = fetched.iter().map(producers).collect();
+    assert_eq!(
+        stages,
+        BTreeSet::from(["dataset".to_string(), "extract".into(), "train".into()])
+    );
+    let logs = fetched
+        .iter()
+        .filter(|d| ms.iter().any(|m| m.outputs.get("log.parquet") == Some(d)))
+        .count();
+    let checkpoints = fetched
+        .iter()
+        .filter(|d| {
+            ms.iter()
+                .any(|m| m.outputs.get("checkpoint.safetensors") == Some(d))
+        })
+        .count();
+    assert!(
+        logs > 0 && checkpoints == 0,
+        "train nodes give their logs only"
+    );
+    assert!(u(t, &b, &target, &["verify"]).status.success());
+    clean_up(kind, &target);
+}
+
+#[test]
+fn s3_run_without_the_bytes() {
+    run_without_the_bytes(Kind::S3);
+}
+
+#[test]
+fn file_run_without_the_bytes() {
+    run_without_the_bytes(Kind::File);
+}
+
+/// When the remote holding a result's bytes cannot be reached, a run that needs them computes
+/// the result here, with one warning, and gets the tables a store computing everything gets;
+/// with or without `--remote`.
+fn unreachable_remote_means_computing_here(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut target = Target::new(kind, t, "down");
+    let a = clone_source_dir(t, "a");
+    push_with_uinfo(t, &a, &target);
+    let lazy = t.join("lazy");
+    add_remote(t, &lazy, &target);
+    ok_json(
+        t,
+        &lazy,
+        &target,
+        &["run", "tiny.toml", "--remote", "lab", "-q"],
+    );
+
+    std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
+    let full = t.join("full");
+    copy_store(&source().store, &full);
+    ok_json(t, &full, &target, &["run", "tiny.toml", "-q"]);
+
+    match kind {
+        Kind::File => std::fs::rename(t.join("remote-down"), t.join("remote-gone")).unwrap(),
+        Kind::S3 => target
+            .env
+            .push(("AWS_ENDPOINT".into(), "http://127.0.0.1:9".into())),
+    }
+    for (name, args) in [
+        ("plain", vec!["run", "tiny.toml", "-q", "--json"]),
+        (
+            "remote",
+            vec!["run", "tiny.toml", "--remote", "lab", "-q", "--json"],
+        ),
+    ] {
+        let store = t.join(name);
+        copy_store(&lazy, &store);
+        let out = u(t, &store, &target, &args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{name}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 1, "{name}: one warning: {err}");
+        assert!(warnings[0].contains("locally"), "{name}: {err}");
+        let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(run["computed"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["failed"].as_array().unwrap().is_empty(), "{run}");
+        assert_eq!(outputs(&store), outputs(&full), "{name}");
+        assert!(
+            u(t, &store, &target, &["verify"]).status.success(),
+            "{name}"
+        );
+    }
+    if let Kind::File = kind {
+        std::fs::rename(t.join("remote-gone"), t.join("remote-down")).unwrap();
+    }
+    clean_up(kind, &target);
+}
+
+#[test]
+fn s3_unreachable_remote_means_computing_here() {
+    unreachable_remote_means_computing_here(Kind::S3);
+}
+
+#[test]
+fn file_unreachable_remote_means_computing_here() {
+    unreachable_remote_means_computing_here(Kind::File);
+}
