@@ -188,6 +188,8 @@ pub struct Remote {
     part_size: usize,
     /// One permit per part buffer that may be in memory (`jobs` in all).
     parts: Arc<Semaphore>,
+    /// Where unfinished uploads are found (for gc).
+    uploads: uploads::Uploads,
 }
 
 impl Remote {
@@ -195,7 +197,9 @@ impl Remote {
     /// [`Remote::check`]). S3 settings come from the standard AWS environment variables.
     pub fn open(name: &str, url: &str) -> Result<Remote, RemoteError> {
         let (objects, prefix) = connect(name, url)?;
-        Remote::from_store(name, url, objects, &prefix)
+        let mut remote = Remote::from_store(name, url, objects, &prefix)?;
+        remote.uploads = uploads::Uploads::at(url);
+        Ok(remote)
     }
 
     /// A remote named `name` over a given object store, its objects under `prefix` (without
@@ -231,6 +235,7 @@ impl Remote {
             jobs: DEFAULT_JOBS,
             part_size: DEFAULT_PART_SIZE,
             parts: Arc::new(Semaphore::new(DEFAULT_JOBS)),
+            uploads: uploads::Uploads::Unknown,
         })
     }
 
@@ -1353,6 +1358,7 @@ fn push_hook(point: &str) {
 }
 
 mod gc;
+mod uploads;
 mod verify;
 pub use gc::{GcPolicy, RemoteGc};
 pub use verify::RemoteVerify;

@@ -1000,14 +1000,22 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
                         if *dry_run { "would remove" } else { "removed" }
                     );
                 }
+                for key in &r.uploads {
+                    println!(
+                        "{} the unfinished upload of {key}",
+                        if *dry_run { "would abort" } else { "aborted" }
+                    );
+                }
                 println!(
-                    "remote `{name}`: {} {} objects ({:.1} MB); {} of {} push records are roots; {} unreached objects younger than the grace period kept",
+                    "remote `{name}`: {} {} objects ({:.1} MB) and {} unfinished uploads; {} of {} push records are roots; {} unreached objects and {} uploads younger than the grace period kept",
                     if *dry_run { "would remove" } else { "removed" },
                     r.removed.len(),
                     r.bytes as f64 / 1e6,
+                    r.uploads.len(),
                     r.live_records,
                     r.records,
-                    r.young
+                    r.young,
+                    r.young_uploads
                 );
             }
             Ok(ExitCode::SUCCESS)

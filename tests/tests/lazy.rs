@@ -17,7 +17,7 @@ use pipeline::graph::build;
 use pipeline::plan::plan;
 use remote_support::{clean_up, clone_source_dir, push_with_uinfo, source, Kind, Target};
 use serde_json::Value;
-use uinfo_tests::{snapshot, stderr, stdout, tiny, uinfo_env};
+use uinfo_tests::{s3_read_only_env, snapshot, stderr, stdout, tiny, uinfo_env};
 
 fn u(t: &Path, store: &Path, target: &Target, args: &[&str]) -> Output {
     uinfo_env(t, store, args, &target.env)
@@ -341,4 +341,132 @@ fn s3_unreachable_remote_means_computing_here() {
 #[test]
 fn file_unreachable_remote_means_computing_here() {
     unreachable_remote_means_computing_here(Kind::File);
+}
+
+/// Acceptance 5: with the credentials of a SeaweedFS identity that may only read and list,
+/// `run --remote` and `pull` work; `gc --remote`, which must delete, exits 1 with one line and
+/// leaves the remote whole, as does a push.
+#[test]
+fn s3_read_only_credentials_run_and_pull_but_cannot_collect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut target = Target::new(Kind::S3, t, "readonly");
+    let a = clone_source_dir(t, "a");
+    push_with_uinfo(t, &a, &target);
+    target.env = s3_read_only_env();
+
+    let b = t.join("b");
+    add_remote(t, &b, &target);
+    let run = ok_json(
+        t,
+        &b,
+        &target,
+        &["run", "tiny.toml", "--remote", "lab", "-q"],
+    );
+    assert_eq!(run["computed"], 0, "{run}");
+    assert_eq!(outputs(&b), outputs(&a));
+    let c = t.join("c");
+    add_remote(t, &c, &target);
+    let pulled = ok_json(
+        t,
+        &c,
+        &target,
+        &["pull", "tiny.toml", "-q", "--fetch", "all"],
+    );
+    assert!(
+        pulled["problems"].as_array().unwrap().is_empty(),
+        "{pulled}"
+    );
+    assert_eq!(manifests(t, &c).len(), manifests(t, &a).len());
+
+    // Far in the future every push record has expired: gc must delete, and may not.
+    let gc = u(
+        t,
+        &b,
+        &target,
+        &[
+            "gc",
+            "--remote",
+            "lab",
+            "--now",
+            "2100-01-01T00:00:00Z",
+            "--grace",
+            "0s",
+        ],
+    );
+    let err = stderr(&gc);
+    assert_eq!(gc.status.code(), Some(1), "{}\n{err}", stdout(&gc));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("remote `lab`"), "{err}");
+    let push = u(t, &a, &target, &["push", "tiny.toml", "-q"]);
+    assert_eq!(push.status.code(), Some(1), "{}", stderr(&push));
+    assert_eq!(stderr(&push).trim().lines().count(), 1, "{}", stderr(&push));
+    let verify = ok_json(t, &b, &target, &["verify", "--remote", "lab"]);
+    assert!(verify["missing"].as_array().unwrap().is_empty(), "{verify}");
+    let fresh = t.join("fresh");
+    add_remote(t, &fresh, &target);
+    let run = ok_json(
+        t,
+        &fresh,
+        &target,
+        &["run", "tiny.toml", "--remote", "lab", "-q"],
+    );
+    assert_eq!(run["computed"], 0, "the remote is whole: {run}");
+    clean_up(Kind::S3, &target);
+}
+
+/// Acceptance 1 at full size: the default experiment computed on A and pushed to SeaweedFS and
+/// to a `file://` remote; an empty store B per remote runs it with `--remote`, computes
+/// nothing, gets A's tables, report and figures byte for byte, and holds under 5% of A's blob
+/// bytes.
+#[test]
+fn default_experiment_without_the_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let a = t.join("a");
+    let none = Target::new(Kind::File, t, "unused");
+    ok_json(t, &a, &none, &["run", "-q", "-j", "2"]);
+    let full = blob_bytes(&a);
+    let files = |store: &Path| {
+        let dir = store.join("out/checkerboard");
+        let all: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
+            .into_iter()
+            .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
+            .map(|(p, _, _)| (p.clone(), std::fs::read(&p).unwrap()))
+            .map(|(p, bytes)| (p.strip_prefix(&dir).unwrap().to_path_buf(), bytes))
+            .collect();
+        assert!(all.keys().any(|p| p.ends_with("summary.parquet")));
+        all
+    };
+    for kind in [Kind::S3, Kind::File] {
+        let target = Target::new(kind, t, "default");
+        add_remote(t, &a, &target);
+        ok_json(
+            t,
+            &a,
+            &target,
+            &["push", "checkerboard", "--remote", "lab", "-q"],
+        );
+        let b = t.join(format!("b-{kind:?}"));
+        add_remote(t, &b, &target);
+        let run = ok_json(t, &b, &target, &["run", "--remote", "lab", "-q"]);
+        assert_eq!(run["computed"], 0, "{run}");
+        assert_eq!(run["fetched"], run["nodes"], "{run}");
+        assert!(
+            files(&b) == files(&a),
+            "{kind:?}: B's outputs differ from A's"
+        );
+        let held = blob_bytes(&b);
+        eprintln!(
+            "{kind:?}: B holds {held} bytes of blobs, A {full} ({:.2}%)",
+            100.0 * held as f64 / full as f64
+        );
+        assert!(
+            held * 20 < full,
+            "{kind:?}: B holds {held} of A's {full} bytes"
+        );
+        let out = u(t, &a, &target, &["remote", "remove", "lab"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        clean_up(kind, &target);
+    }
 }

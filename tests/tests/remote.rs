@@ -507,32 +507,6 @@ fn remote_configuration() {
     );
 }
 
-/// Acceptance 1 at full size: the default experiment computed on A, pushed to S3, and run on
-/// an empty store B with `--remote`, which computes nothing. About 3 minutes on 2 cores:
-/// `cargo test --release --workspace --test remote -- --ignored`.
-#[test]
-#[ignore = "computes the default experiment (minutes)"]
-fn s3_default_experiment_shared() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let r = remote(Kind::S3, t, "default");
-    let a = t.join("a");
-    ok_json(t, &a, &r, &["run", "-q"]);
-    add_remote(t, &a, &r);
-    ok_json(t, &a, &r, &["push", "checkerboard", "-q"]);
-    let b = t.join("b");
-    add_remote(t, &b, &r);
-    let run = ok_json(t, &b, &r, &["run", "--remote", "lab", "-q"]);
-    assert_eq!(run["computed"], 0, "{run}");
-    assert_eq!(run["fetched"], run["nodes"], "{run}");
-    let tables = |store: &Path| {
-        let dir = store.join("out/checkerboard");
-        ["usable_info", "summary", "claims", "training_log"]
-            .map(|n| std::fs::read(dir.join(format!("{n}.parquet"))).unwrap())
-    };
-    assert!(tables(&b) == tables(&a), "B's tables differ from A's");
-}
-
 /// The `file://` remote is written like the local store: for every object a push leaves in
 /// the remote's directory, strace shows its staged file fsynced, then linked or renamed into
 /// place, then the directory fsynced, all by one thread.

@@ -382,3 +382,98 @@ fn s3_a_push_interleaved_with_gc_loses_nothing() {
 fn file_a_push_interleaved_with_gc_loses_nothing() {
     a_push_interleaved_with_gc_loses_nothing(Kind::File);
 }
+
+/// Starts an upload of `rel` the way a push killed midway leaves it: an S3 multipart upload
+/// with one part sent and never completed, or (`file://`) the staging file `object_store`
+/// writes before linking an object into place.
+fn abandon_upload(kind: Kind, target: &Target, t: &std::path::Path, rel: &str) {
+    match kind {
+        Kind::S3 => runtime().block_on(async {
+            let mut upload = target
+                .objects
+                .put_multipart(&target.key(rel))
+                .await
+                .unwrap();
+            upload
+                .put_part(PutPayload::from(vec![7u8; 5 << 20]))
+                .await
+                .unwrap();
+            std::mem::forget(upload);
+        }),
+        Kind::File => {
+            let path = t.join("remote-uploads").join(format!("{rel}#3"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, vec![7u8; 1 << 20]).unwrap();
+        }
+    }
+}
+
+/// The unfinished uploads a gc report names (aborted, or would be), and those it kept.
+fn uploads(
+    t: &std::path::Path,
+    store: &std::path::Path,
+    target: &Target,
+    args: &[&str],
+) -> (usize, usize) {
+    let mut all = vec!["gc", "--remote", "lab", "--json"];
+    all.extend_from_slice(args);
+    let out = uinfo_env(t, store, &all, &target.env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let named = report["uploads"].as_array().unwrap();
+    assert!(
+        named.iter().all(|k| k.as_str().unwrap().contains("blobs/")),
+        "{report}"
+    );
+    (
+        named.len(),
+        report["young_uploads"].as_u64().unwrap() as usize,
+    )
+}
+
+/// An upload a killed push left unfinished is kept while it is younger than the grace
+/// period, then aborted (S3) or removed (`file://`); the pushed objects stay.
+fn gc_cleans_unfinished_uploads(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let target = Target::new(kind, t, "uploads");
+    let a = clone_source(t, "a");
+    push_with_uinfo(t, a.root(), &target);
+    let pushed = listing(&target);
+    abandon_upload(
+        kind,
+        &target,
+        t,
+        &format!("blobs/{}", Digest::of(b"never finished").hex()),
+    );
+    assert_eq!(
+        uploads(t, a.root(), &target, &["--dry-run"]),
+        (0, 1),
+        "young: kept"
+    );
+    let later = [
+        "--now",
+        "2100-01-01T00:00:00Z",
+        "--retention",
+        "100000d",
+        "--grace",
+        "1h",
+    ];
+    let mut dry = later.to_vec();
+    dry.push("--dry-run");
+    assert_eq!(uploads(t, a.root(), &target, &dry), (1, 0));
+    assert_eq!(uploads(t, a.root(), &target, &later), (1, 0), "aborted");
+    assert_eq!(uploads(t, a.root(), &target, &later), (0, 0), "gone");
+    assert_eq!(listing(&target), pushed, "the pushed objects stay");
+    clean_up(kind, &target);
+}
+
+#[test]
+fn s3_gc_cleans_unfinished_uploads() {
+    gc_cleans_unfinished_uploads(Kind::S3);
+}
+
+#[test]
+fn file_gc_cleans_unfinished_uploads() {
+    gc_cleans_unfinished_uploads(Kind::File);
+}

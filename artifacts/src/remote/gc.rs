@@ -6,6 +6,8 @@
 //! retention, unreached manifests, then unreached blobs, each only if older than the grace
 //! period. A push that relied on a blob gc removes in between re-checks it after writing its
 //! manifests and sends it again ([`Remote::push`]), so no manifest is left without its blobs.
+//! Unfinished uploads (S3 multipart uploads, `file://` staging files) that started before the
+//! grace period are aborted too (see `uploads`).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
@@ -46,6 +48,10 @@ pub struct RemoteGc {
     pub bytes: u64,
     /// Unreached objects kept because they are younger than the grace period.
     pub young: usize,
+    /// Unfinished uploads aborted (S3 multipart uploads, `file://` staging files), by object.
+    pub uploads: Vec<String>,
+    /// Unfinished uploads kept because they started within the grace period.
+    pub young_uploads: usize,
 }
 
 /// One object of the remote, sorted by kind.
@@ -138,6 +144,21 @@ impl Remote {
                 let rel = rel.strip_prefix(&self.prefix).unwrap_or(rel);
                 report.removed.push((rel.to_string(), meta.size));
                 report.bytes += meta.size;
+            }
+            for upload in self.unfinished_uploads().await? {
+                if policy
+                    .now
+                    .duration_since(upload.started)
+                    .unwrap_or_default()
+                    < policy.grace
+                {
+                    report.young_uploads += 1;
+                    continue;
+                }
+                if !policy.dry_run {
+                    self.abort_upload(&upload).await?;
+                }
+                report.uploads.push(upload.key);
             }
             Ok(report)
         })
