@@ -470,3 +470,40 @@ fn default_experiment_without_the_bytes() {
         clean_up(kind, &target);
     }
 }
+
+/// `pull` takes every manifest and the final outputs' blobs; with `--stage train` also the
+/// training nodes' blobs, and nothing else.
+#[test]
+fn file_pull_fetches_what_a_selector_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let target = Target::new(Kind::File, t, "pull");
+    let a = clone_source_dir(t, "a");
+    push_with_uinfo(t, &a, &target);
+    let ms = manifests(t, &a);
+    let finals = outputs_of(ms.iter().filter(|m| is_final(m)));
+    for (name, extra, stages) in [
+        ("lazy", vec![], vec![]),
+        ("train", vec!["--stage", "train"], vec!["train"]),
+    ] {
+        let store = t.join(name);
+        add_remote(t, &store, &target);
+        let mut args = vec!["pull", "tiny.toml", "-q"];
+        args.extend(extra);
+        let pulled = ok_json(t, &store, &target, &args);
+        assert!(
+            pulled["problems"].as_array().unwrap().is_empty(),
+            "{pulled}"
+        );
+        assert_eq!(
+            manifests(t, &store).len(),
+            ms.len(),
+            "{name}: every manifest"
+        );
+        let selected = ms.iter().filter(|m| stages.contains(&m.stage.as_str()));
+        let want: BTreeSet<Digest> = finals.union(&outputs_of(selected)).copied().collect();
+        assert_eq!(blobs(&store), want, "{name}");
+        let run = ok_json(t, &store, &target, &["run", "tiny.toml", "-q"]);
+        assert_eq!(run["computed"], 0, "{name}: {run}");
+    }
+}
