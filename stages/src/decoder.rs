@@ -334,12 +334,13 @@ enum Held {
     Test,
 }
 
-/// Early stopping: evaluates every `eval_every` steps and at the last, and keeps the test
-/// metrics of the step whose early-stopping loss is lowest.
+/// Early stopping: evaluates every `eval_every` steps and at the last, and keeps the step whose
+/// early-stopping loss is lowest (its parameters are copied aside, and the test split is
+/// evaluated once, with them, at the end: the same bits as evaluating it at that step).
 struct EarlyStopping {
     every: usize,
     last: usize,
-    best: Option<(f64, Fitted)>,
+    best: Option<(f64, usize)>,
 }
 
 impl EarlyStopping {
@@ -356,23 +357,23 @@ impl EarlyStopping {
         step.is_multiple_of(self.every) || step == self.last
     }
 
-    /// Records a step's early-stopping loss and test metrics (mean CE, accuracy).
-    fn offer(&mut self, step: usize, es_ce: f64, (ce, accuracy): (f64, f64)) {
-        if es_ce.is_finite() && self.best.as_ref().is_none_or(|(b, _)| es_ce < *b) {
-            self.best = Some((
-                es_ce,
-                Fitted {
-                    ce,
-                    accuracy,
-                    best_step: step,
-                },
-            ));
+    /// Records a step's early-stopping loss; true when it is the best so far (the caller then
+    /// keeps the parameters).
+    fn offer(&mut self, step: usize, es_ce: f64) -> bool {
+        let better = es_ce.is_finite() && self.best.is_none_or(|(b, _)| es_ce < b);
+        if better {
+            self.best = Some((es_ce, step));
         }
+        better
     }
 
-    /// The kept metrics, if any evaluation was finite.
-    fn best(self) -> Option<Fitted> {
-        self.best.map(|(_, f)| f)
+    /// The kept step's test metrics (mean CE, accuracy), if any evaluation was finite.
+    fn best(self, (ce, accuracy): (f64, f64)) -> Option<Fitted> {
+        self.best.map(|(_, best_step)| Fitted {
+            ce,
+            accuracy,
+            best_step,
+        })
     }
 }
 
@@ -658,12 +659,18 @@ mod linear {
         };
         let mut stopping: Vec<EarlyStopping> =
             targets.iter().map(|_| EarlyStopping::new(p)).collect();
+        let (mut best_w, mut best_b) = (w.clone(), b.clone());
         for step in 0..=p.steps {
             if stopping[0].due(step) {
                 let es = evaluate(&w, &b, &es_t, targets, Held::EarlyStopping, &offsets);
-                let test = evaluate(&w, &b, &test_t, targets, Held::Test, &offsets);
-                for ((stop, e), t) in stopping.iter_mut().zip(es).zip(test) {
-                    stop.offer(step, e.0, t);
+                for (((stop, e), t), &off) in stopping.iter_mut().zip(es).zip(targets).zip(&offsets)
+                {
+                    if stop.offer(step, e.0) {
+                        let rows = off..off + t.classes;
+                        best_b[rows.clone()].copy_from_slice(&b[rows.clone()]);
+                        let (from, to) = (rows.start * dim, rows.end * dim);
+                        best_w[from..to].copy_from_slice(&w[from..to]);
+                    }
                 }
             }
             if step == p.steps {
@@ -673,7 +680,12 @@ mod linear {
             adam_w.step(&mut w, &g.gw, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
         }
-        stopping.into_iter().map(EarlyStopping::best).collect()
+        let test = evaluate(&best_w, &best_b, &test_t, targets, Held::Test, &offsets);
+        stopping
+            .into_iter()
+            .zip(test)
+            .map(|(s, t)| s.best(t))
+            .collect()
     }
 }
 
@@ -696,6 +708,18 @@ mod mlp {
         w1: Vec<f32>,
         w2: Vec<f32>,
         b2: Vec<f32>,
+    }
+
+    impl Params {
+        /// Copies target `t`'s decoder (its hidden rows, its output block and biases) from `p`.
+        fn keep(&mut self, p: &Params, d: Dims, t: usize) {
+            let hidden_rows = t * d.hidden * (d.dim + 1)..(t + 1) * d.hidden * (d.dim + 1);
+            self.w1[hidden_rows.clone()].copy_from_slice(&p.w1[hidden_rows]);
+            let classes = d.offsets[t]..d.offsets[t] + d.targets[t].classes;
+            let block = classes.start * d.hidden..classes.end * d.hidden;
+            self.w2[block.clone()].copy_from_slice(&p.w2[block]);
+            self.b2[classes.clone()].copy_from_slice(&p.b2[classes]);
+        }
     }
 
     /// The sizes of the stacked decoders.
@@ -889,12 +913,18 @@ mod mlp {
         };
         let mut stopping: Vec<EarlyStopping> =
             targets.iter().map(|_| EarlyStopping::new(d)).collect();
+        let mut best = Params {
+            w1: p.w1.clone(),
+            w2: p.w2.clone(),
+            b2: p.b2.clone(),
+        };
         for step in 0..=d.steps {
             if stopping[0].due(step) {
                 let es = evaluate(&p, dims, &es_t, Held::EarlyStopping);
-                let test = evaluate(&p, dims, &test_t, Held::Test);
-                for ((stop, e), t) in stopping.iter_mut().zip(es).zip(test) {
-                    stop.offer(step, e.0, t);
+                for (t, (stop, e)) in stopping.iter_mut().zip(es).enumerate() {
+                    if stop.offer(step, e.0) {
+                        best.keep(&p, dims, t);
+                    }
                 }
             }
             if step == d.steps {
@@ -907,7 +937,12 @@ mod mlp {
             adam[1].step(&mut p.w2, &g.w2, d.lr, t);
             adam[2].step(&mut p.b2, &g.b2, d.lr, t);
         }
-        stopping.into_iter().map(EarlyStopping::best).collect()
+        let test = evaluate(&best, dims, &test_t, Held::Test);
+        stopping
+            .into_iter()
+            .zip(test)
+            .map(|(s, t)| s.best(t))
+            .collect()
     }
 }
 
