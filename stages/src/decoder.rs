@@ -448,21 +448,28 @@ impl Blocked {
     }
 }
 
-/// `out[i] +=` each element of row `i` of `m` (rows of `len`) in order, four rows at a time.
+/// `out[i] +=` each element of row `i` of `m` (rows of `len`) in order: one chain of additions
+/// per row, eight rows at a time in fixed registers (a variable-length accumulator array was
+/// kept on the stack with masked stores, stalling every addition on store forwarding).
 fn add_row_sums(m: &[f32], len: usize, out: &mut [f32]) {
-    for (o, rows) in out.chunks_mut(4).zip(m.chunks(4 * len)) {
-        let mut acc = [0f32; 4];
-        acc[..o.len()].copy_from_slice(o);
-        for r in 0..len {
-            for (a, row) in acc.iter_mut().zip(rows.chunks_exact(len)) {
-                *a += row[r];
+    let done = out.len() / 8 * 8;
+    let mut groups = out.chunks_exact_mut(8);
+    for (o, rows) in (&mut groups).zip(m.chunks_exact(8 * len)) {
+        let mut acc: [f32; 8] = [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]];
+        let r: [&[f32]; 8] = std::array::from_fn(|i| &rows[i * len..(i + 1) * len]);
+        for j in 0..len {
+            for (a, row) in acc.iter_mut().zip(&r) {
+                *a += row[j];
             }
         }
-        o.copy_from_slice(&acc[..o.len()]);
+        o.copy_from_slice(&acc);
+    }
+    let rest = groups.into_remainder();
+    for (o, row) in rest.iter_mut().zip(m[done * len..].chunks_exact(len)) {
+        *o = row.iter().fold(*o, |a, &v| a + v);
     }
 }
 
-/// A uniform ±1/√fan_in initialised linear layer (weight fan_out × fan_in, then bias).
 fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f32>) {
     crate::model::uniform_linear(rng, fan_in, fan_out, 1.0 / (fan_in as f64).sqrt())
 }
@@ -978,6 +985,24 @@ mod tests {
             classes: 2,
         };
         measure(&data, p).unwrap()
+    }
+
+    #[test]
+    fn row_sums_add_each_row_in_order() {
+        let mut rng = Rng::new(3);
+        for rows in [1, 3, 4, 8, 9, 17] {
+            let len = 37;
+            let m: Vec<f32> = (0..rows * len)
+                .map(|_| rng.uniform() as f32 * 100.0 - 50.0)
+                .collect();
+            let start: Vec<f32> = (0..rows).map(|i| i as f32 * 0.1).collect();
+            let mut out = start.clone();
+            add_row_sums(&m, len, &mut out);
+            for (i, (&o, &s)) in out.iter().zip(&start).enumerate() {
+                let want = m[i * len..(i + 1) * len].iter().fold(s, |a, &v| a + v);
+                assert_eq!(o.to_bits(), want.to_bits(), "{rows} rows, row {i}");
+            }
+        }
     }
 
     #[test]
