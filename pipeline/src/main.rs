@@ -94,7 +94,8 @@ enum Command {
     Run {
         /// Built-in name or path to a TOML file.
         experiment: Option<String>,
-        /// Worker threads (default: the number of cores).
+        /// Nodes computed at once (default: the number of cores); as many more may be writing
+        /// their outputs meanwhile.
         #[arg(short = 'j', long, value_parser = at_least_one)]
         jobs: Option<usize>,
         /// No per-node progress.

@@ -70,6 +70,16 @@ fn main() {
             transposed_a: false,
         },
         Case {
+            name: "mlp block forward, 4 targets (w1 · xᵀ)",
+            shape: (256, 512, 100),
+            transposed_a: false,
+        },
+        Case {
+            name: "mlp block w1 gradient, 4 targets (δ · x1)",
+            shape: (256, 101, 512),
+            transposed_a: false,
+        },
+        Case {
             name: "mlp fm head (w2 · hᵀ)",
             shape: (2, 8100, 64),
             transposed_a: false,
@@ -82,6 +92,16 @@ fn main() {
         Case {
             name: "linear logits (w · xᵀ)",
             shape: (4, 8100, 100),
+            transposed_a: false,
+        },
+        Case {
+            name: "linear block logits, 4 classes (w · xᵀ)",
+            shape: (4, 512, 100),
+            transposed_a: false,
+        },
+        Case {
+            name: "linear block logits, 8 classes (w · xᵀ)",
+            shape: (8, 512, 100),
             transposed_a: false,
         },
         Case {

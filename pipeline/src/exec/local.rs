@@ -11,7 +11,7 @@ use anyhow::anyhow;
 
 use artifacts::Store;
 
-use super::{panic_message, run_node, Done, Executor, Options};
+use super::{panic_message, run_node, Done, Executor, Options, Slots};
 use crate::device::Device;
 use crate::graph::{Graph, NodeId};
 use crate::runner::Inputs;
@@ -27,17 +27,18 @@ pub(super) struct Pool<'g> {
 }
 
 impl<'g> Pool<'g> {
-    /// Starts `opts.jobs` workers in `scope`.
+    /// Starts workers in `scope`: `opts.jobs` compute at once, as many more write outputs.
     pub(super) fn new<'s>(
         scope: &'s Scope<'s, 'g>,
         graph: &'g Graph,
         store: &'g Store,
         opts: Options<'g>,
+        slots: &'g Slots,
     ) -> Pool<'g> {
         let (job_tx, job_rx) = channel::<(NodeId, Inputs)>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = channel::<Done>();
-        for _ in 0..opts.jobs.max(1) {
+        for _ in 0..2 * opts.jobs.max(1) {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             scope.spawn(move || loop {
@@ -45,7 +46,7 @@ impl<'g> Pool<'g> {
                 let Ok((id, inputs)) = job else { break };
                 let node = &graph.nodes[id];
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    run_node(node, &inputs, store, opts.remote, opts.ctx)
+                    run_node(node, &inputs, store, opts.remote, opts.ctx, Some(slots))
                 }))
                 .unwrap_or_else(|p| {
                     Err(anyhow!(

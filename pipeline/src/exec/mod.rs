@@ -11,6 +11,7 @@ pub mod spec;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Condvar, Mutex};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -109,6 +110,7 @@ pub fn execute(
     opts: Options,
 ) -> Result<Execution> {
     let progress = Progress::new(to_run.len(), opts.quiet);
+    let slots = Slots::new(opts.jobs);
     let ex = match opts.slurm {
         Some(s) => {
             let remote = opts.remote.filter(|r| !r.is_off());
@@ -118,7 +120,7 @@ pub fn execute(
             ex
         }
         None => std::thread::scope(|scope| {
-            let mut pool = local::Pool::new(scope, graph, store, opts);
+            let mut pool = local::Pool::new(scope, graph, store, opts, &slots);
             schedule(graph, plan, to_run, &mut pool, &progress)
         }),
     };
@@ -244,6 +246,7 @@ pub fn run_node(
     store: &Store,
     remote: Option<&RunRemote>,
     ctx: &Context,
+    slots: Option<&Slots>,
 ) -> Result<Finished> {
     let k = key(node, inputs);
     let _lock = store.lock_key(&k)?;
@@ -267,10 +270,12 @@ pub fn run_node(
     }
     let started = SystemTime::now();
     let computing = Instant::now();
+    let slot = slots.map(Slots::take);
     let files = std::panic::catch_unwind(AssertUnwindSafe(|| compute(node, inputs, store, ctx)))
         .map_err(|payload| anyhow!("panicked: {}", panic_message(payload.as_ref())))
         .and_then(|r| r)
         .with_context(|| format!("node {}", node.name))?;
+    drop(slot);
     let mut outputs = BTreeMap::new();
     let mut sizes = BTreeMap::new();
     for (name, bytes) in files {
@@ -314,6 +319,43 @@ fn replace_held(store: &Store, m: &Manifest) -> Result<Option<String>> {
             )))
         }
         _ => Ok(None),
+    }
+}
+
+/// Compute slots: at most so many nodes compute at once, while others write their outputs
+/// (hashing, writing and fsyncing a blob, mostly waiting on the disk) beside them.
+pub struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A compute slot, given back when dropped.
+pub struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    /// `n` slots (at least one).
+    pub fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot.
+    pub fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 

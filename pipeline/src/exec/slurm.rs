@@ -737,7 +737,7 @@ fn run_frozen(
             }));
         }
     }
-    let f = super::run_node(&node, &inputs, store, None, ctx)?;
+    let f = super::run_node(&node, &inputs, store, None, ctx, None)?;
     if let Some(r) = remote {
         r.push_one(store, &f.manifest, &Default::default())?;
     }
