@@ -83,6 +83,11 @@ pub fn status(
             .collect(),
         _ => vec![false; graph.nodes.len()],
     };
+    // Without markers every cached result is here (no need to look at each one's blobs).
+    let marked = match store {
+        Some(s) if !s.marked_blobs()?.is_empty() => Some(s),
+        _ => None,
+    };
     let lines = graph
         .nodes
         .iter()
@@ -90,7 +95,7 @@ pub fn status(
         .zip(on_remote)
         .map(|((n, s), fetch)| {
             let (state, reason, key) = match s {
-                State::Cached(m) => match store.map(|s| s.holding(m)) {
+                State::Cached(m) => match marked.map(|s| s.holding(m)) {
                     Some(Holding::Remote(x)) => ("remote", format!("on remote `{x}`"), Some(m.key)),
                     _ => ("cached", String::new(), Some(m.key)),
                 },
