@@ -187,7 +187,10 @@ pub fn run(
     warnings.iter().for_each(|w| eprintln!("{w}"));
     open_devices(&graph, &to_run, opts.ctx)?;
     let ex = execute(&graph, &plan, &to_run, store, opts)?;
-    let taken = |i: usize| adopted[i] && matches!(ex.outcomes[i], Outcome::Cached);
+    // Taken from the remote: cached in the plan because the remote had them.
+    let taken = (0..graph.nodes.len())
+        .filter(|&i| adopted[i] && matches!(ex.outcomes[i], Outcome::Cached))
+        .count();
     let mut record = previous.unwrap_or_default();
     record.experiment = exp.name.clone();
     record.source = exp.source.clone();
@@ -227,11 +230,9 @@ pub fn run(
         experiment: exp.name.clone(),
         nodes: graph.nodes.len(),
         computed: ex.count(|o| matches!(o, Outcome::Computed)),
-        cached: ex.count(|o| matches!(o, Outcome::Cached))
-            - (0..graph.nodes.len()).filter(|&i| taken(i)).count(),
+        cached: ex.count(|o| matches!(o, Outcome::Cached)) - taken,
         cut_off: ex.count(|o| matches!(o, Outcome::CutOff)),
-        fetched: ex.count(|o| matches!(o, Outcome::Fetched))
-            + (0..graph.nodes.len()).filter(|&i| taken(i)).count(),
+        fetched: ex.count(|o| matches!(o, Outcome::Fetched)) + taken,
         failed,
         skipped: ex.count(|o| matches!(o, Outcome::Skipped)) - left_out,
         outputs,
