@@ -15,6 +15,13 @@ use crate::plan::{Plan, State};
 use crate::remotes::open_remote;
 use crate::stage::Stage;
 
+/// Whether an output is always brought here with its result: the final outputs (analysis
+/// tables, report, figures) and every table (Parquet: probe results, training logs; small, and
+/// what the analysis and a reader read).
+pub fn always_here(stage: Stage, output: &str) -> bool {
+    matches!(stage, Stage::Analyze | Stage::Report) || output.ends_with(".parquet")
+}
+
 /// The cause given for blobs on the run's remote once it was found unusable: the warning
 /// was given then.
 const WARNED: &str = "";
@@ -127,9 +134,8 @@ impl<'a> Sources<'a> {
     }
 }
 
-/// Brings here the blobs a run reads: the inputs of the nodes it runs, the final outputs
-/// (analysis tables and report) and, with `all`, every output of the nodes it took from the
-/// remote. A cached result whose blob cannot be had is computed here instead: its node joins
+/// Brings here the blobs a run reads: the inputs of the nodes it runs, the outputs that are
+/// [`always_here`] and, with `all`, every output of the nodes it took from the remote. A cached result whose blob cannot be had is computed here instead: its node joins
 /// `to_run` (and its own inputs are then needed). Returns one warning per cause.
 pub fn materialize(
     graph: &Graph,
@@ -177,8 +183,8 @@ pub fn materialize(
         .collect()
 }
 
-/// The blobs not here that the nodes in `to_run` read from cached parents, plus the final
-/// outputs and, with `all`, the outputs of the nodes it marks: each with its size where known
+/// The blobs that the nodes in `to_run` read from cached parents, plus the outputs that are
+/// [`always_here`] and, with `all`, the outputs of the nodes it marks: each with its size where known
 /// and the nodes whose results name it.
 fn wanted_blobs(
     graph: &Graph,
@@ -209,11 +215,12 @@ fn wanted_blobs(
         }
     }
     for (i, node) in graph.nodes.iter().enumerate() {
-        let is_final = matches!(node.stage, Stage::Analyze | Stage::Report);
-        let asked = is_final || all.is_some_and(|a| a[i]);
-        if let Some(m) = cached(i).filter(|_| asked) {
+        let every = all.is_some_and(|a| a[i]);
+        if let Some(m) = cached(i) {
             for output in m.outputs.keys() {
-                want(i, m, output);
+                if every || always_here(node.stage, output) {
+                    want(i, m, output);
+                }
             }
         }
     }

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::Result;
-use artifacts::remote::{Progress, Remote, Transfer};
+use artifacts::remote::{Progress, Remote, Silent, Transfer};
 use artifacts::{Digest, Holding, Manifest, PushRecord, Store};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::experiment::Experiment;
-use crate::fetch::Sources;
+use crate::fetch::{always_here, Sources};
 use crate::graph::{build, Graph, NodeId};
 use crate::plan::{input_digests, key, plan};
 use crate::runner::VERSION;
@@ -101,17 +101,19 @@ pub enum Bytes<'a> {
 }
 
 impl Bytes<'_> {
-    /// Whether the outputs of this manifest are brought here.
-    fn wants(&self, m: &Manifest) -> bool {
+    /// The outputs of this manifest brought here (by digest, with their sizes where known).
+    fn wanted(&self, m: &Manifest) -> BTreeMap<Digest, Option<u64>> {
         let stage = Stage::parse(&m.stage);
-        let is_final = matches!(stage, Some(Stage::Analyze | Stage::Report));
-        match self {
+        let every = match self {
             Bytes::All => true,
-            Bytes::Needed => is_final,
-            Bytes::Selected(s) => {
-                is_final || stage.is_some_and(|st| s.matches_name(st, &m.provenance.node))
-            }
-        }
+            Bytes::Needed => false,
+            Bytes::Selected(s) => stage.is_some_and(|st| s.matches_name(st, &m.provenance.node)),
+        };
+        m.outputs
+            .iter()
+            .filter(|(name, _)| every || stage.is_some_and(|st| always_here(st, name)))
+            .map(|(name, d)| (*d, m.sizes.get(name).copied()))
+            .collect()
     }
 }
 
@@ -150,9 +152,12 @@ pub fn pull(
             (manifests, problems.into_iter().map(|(_, p)| p).collect(), 0)
         }
     };
-    let (eager, lazy): (Vec<Manifest>, Vec<Manifest>) =
-        manifests.into_iter().partition(|m| bytes.wants(m));
-    let mut transfer = remote.pull(store, &eager, progress)?;
+    // Manifests whose every output is wanted come whole; the others are stored with their
+    // blobs left on the remote, but those wanted.
+    let (whole, lazy): (Vec<Manifest>, Vec<Manifest>) = manifests
+        .into_iter()
+        .partition(|m| bytes.wanted(m).len() == m.blobs().count());
+    let mut transfer = remote.pull(store, &whole, progress)?;
     for m in &lazy {
         if store.put_remote_manifest(m, remote.name())? {
             transfer.objects += 1;
@@ -160,6 +165,11 @@ pub fn pull(
             transfer.present += 1;
         }
     }
+    let some: BTreeMap<Digest, Option<u64>> = lazy.iter().flat_map(|m| bytes.wanted(m)).collect();
+    let fetched = some.keys().filter(|d| !store.has_blob(d)).count();
+    let bad = remote.get_blobs(store, &some, &Silent)?;
+    transfer.objects += (fetched - bad.len()) as u64;
+    transfer.problems.extend(bad.into_iter().map(|(_, p)| p));
     problems.append(&mut transfer.problems);
     transfer.problems = problems;
     Ok(Shared {
