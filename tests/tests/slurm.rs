@@ -72,9 +72,13 @@ fn sacct(id: &str) -> Vec<String> {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&o.stdout).to_string();
+        // Until slurmdbd has the job's whole record it reports a placeholder named
+        // `allocation` (no memory, no CPUs), already COMPLETED.
         if let Some(l) = text.lines().next() {
-            if !l.contains("RUNNING") && !l.contains("PENDING") {
-                return l.split('|').map(str::to_string).collect();
+            let f: Vec<String> = l.split('|').map(str::to_string).collect();
+            let settled = !l.contains("RUNNING") && !l.contains("PENDING");
+            if settled && f[0] != "allocation" {
+                return f;
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -154,8 +158,10 @@ fn a_slurm_run_gives_the_local_tables_with_the_resources_asked() {
     // dataset, two inits, four runs' chains, analyze, report
     assert_eq!(ids.len(), 9, "{}", stderr(&o));
     let mut trained = 0;
+    let mut seen = Vec::new();
     for id in &ids {
         let f = sacct(id);
+        seen.push((id.clone(), f.clone()));
         assert_eq!(f[1], "COMPLETED", "job {id}: {f:?}");
         if f[0].contains("batch=") {
             trained += 1;
@@ -166,7 +172,7 @@ fn a_slurm_run_gives_the_local_tables_with_the_resources_asked() {
             );
         }
     }
-    assert_eq!(trained, 4, "one job per run");
+    assert_eq!(trained, 4, "one job per run; sacct said {seen:?}");
     // Nothing left to do, and a node-per-job run of a changed probe reuses the rest.
     let o = uinfo(d, &slurm, &["run", "--executor", "slurm", "exp.toml"]);
     assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
