@@ -693,11 +693,7 @@ impl Remote {
         ))?;
         match bad.into_iter().next() {
             None => Ok(()),
-            Some((_, why)) => Err(RemoteError::Unusable {
-                remote: self.name.clone(),
-                url: self.url.clone(),
-                problem: why,
-            }),
+            Some((_, why)) => Err(self.unusable(why)),
         }
     }
 
@@ -1037,10 +1033,15 @@ impl Remote {
             Ok(Location::S3 { bucket, .. }) => bucket,
             _ => String::new(),
         };
+        self.unusable(describe(e, &bucket))
+    }
+
+    /// This remote's error, with what was wrong.
+    fn unusable(&self, problem: String) -> RemoteError {
         RemoteError::Unusable {
             remote: self.name.clone(),
             url: self.url.clone(),
-            problem: describe(e, &bucket),
+            problem,
         }
     }
 }

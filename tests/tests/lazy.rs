@@ -7,56 +7,19 @@
 
 mod remote_support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use artifacts::{Digest, Manifest, Store};
 use pipeline::experiment;
 use pipeline::graph::build;
 use pipeline::plan::plan;
-use remote_support::{clean_up, clone_source_dir, push_with_uinfo, source, Kind, Target};
+use remote_support::{
+    add_remote, clean_up, clone_source_dir, copy_store, ok_json, outputs, push_with_uinfo, source,
+    u, Kind, Target,
+};
 use serde_json::Value;
-use uinfo_tests::{s3_read_only_env, snapshot, stderr, stdout, tiny, uinfo_env};
-
-fn u(t: &Path, store: &Path, target: &Target, args: &[&str]) -> Output {
-    uinfo_env(t, store, args, &target.env)
-}
-
-fn ok_json(t: &Path, store: &Path, target: &Target, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = u(t, store, target, &all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn add_remote(t: &Path, store: &Path, target: &Target) {
-    let out = u(t, store, target, &["remote", "add", "lab", &target.url]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// The tiny experiment's output files but `timings.parquet` (where and when: differs by
-/// design), by relative path.
-fn outputs(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let dir = store.join("out/tiny");
-    let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
-        .into_iter()
-        .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
-        .map(|(p, _, _)| {
-            let rel = p.strip_prefix(&dir).unwrap().to_path_buf();
-            (rel, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    assert!(files.keys().any(|p| p.ends_with("usable_info.parquet")));
-    assert!(files.keys().any(|p| p.ends_with("report.html")));
-    files
-}
+use uinfo_tests::{s3_read_only_env, snapshot, stderr, stdout, tiny};
 
 /// Bytes of the blobs a store holds, as on disk.
 fn blob_bytes(store: &Path) -> u64 {
@@ -108,11 +71,6 @@ fn blobs(store: &Path) -> BTreeSet<Digest> {
         .collect()
 }
 
-fn copy_store(from: &Path, to: &Path) {
-    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status();
-    assert!(ok.unwrap().success());
-}
-
 /// Acceptance 1: B runs what A pushed and gets A's tables and report byte for byte while it
 /// holds only their blobs; status, verify, gc, show and export know what is on the remote; a
 /// changed probe setting then fetches exactly the blobs the recomputed nodes read.
@@ -139,8 +97,8 @@ fn run_without_the_bytes(kind: Kind) {
         "{run}"
     );
     assert_eq!(
-        outputs(&b),
-        outputs(&a),
+        outputs(&b, "tiny"),
+        outputs(&a, "tiny"),
         "B's tables and report differ from A's"
     );
     assert_eq!(
@@ -322,7 +280,7 @@ fn unreachable_remote_means_computing_here(kind: Kind) {
         let run: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(run["computed"].as_u64().unwrap() > 0, "{run}");
         assert!(run["failed"].as_array().unwrap().is_empty(), "{run}");
-        assert_eq!(outputs(&store), outputs(&full), "{name}");
+        assert_eq!(outputs(&store, "tiny"), outputs(&full, "tiny"), "{name}");
         assert!(
             u(t, &store, &target, &["verify"]).status.success(),
             "{name}"
@@ -365,7 +323,7 @@ fn s3_read_only_credentials_run_and_pull_but_cannot_collect() {
         &["run", "tiny.toml", "--remote", "lab", "-q"],
     );
     assert_eq!(run["computed"], 0, "{run}");
-    assert_eq!(outputs(&b), outputs(&a));
+    assert_eq!(outputs(&b, "tiny"), outputs(&a, "tiny"));
     let c = t.join("c");
     add_remote(t, &c, &target);
     let pulled = ok_json(
@@ -428,17 +386,6 @@ fn default_experiment_without_the_bytes() {
     let none = Target::new(Kind::File, t, "unused");
     ok_json(t, &a, &none, &["run", "-q", "-j", "2"]);
     let full = blob_bytes(&a);
-    let files = |store: &Path| {
-        let dir = store.join("out/checkerboard");
-        let all: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
-            .into_iter()
-            .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
-            .map(|(p, _, _)| (p.clone(), std::fs::read(&p).unwrap()))
-            .map(|(p, bytes)| (p.strip_prefix(&dir).unwrap().to_path_buf(), bytes))
-            .collect();
-        assert!(all.keys().any(|p| p.ends_with("summary.parquet")));
-        all
-    };
     for kind in [Kind::S3, Kind::File] {
         let target = Target::new(kind, t, "default");
         add_remote(t, &a, &target);
@@ -453,8 +400,10 @@ fn default_experiment_without_the_bytes() {
         let run = ok_json(t, &b, &target, &["run", "--remote", "lab", "-q"]);
         assert_eq!(run["computed"], 0, "{run}");
         assert_eq!(run["fetched"], run["nodes"], "{run}");
+        let got = outputs(&b, "checkerboard");
+        assert!(got.keys().any(|p| p.ends_with("summary.parquet")));
         assert!(
-            files(&b) == files(&a),
+            got == outputs(&a, "checkerboard"),
             "{kind:?}: B's outputs differ from A's"
         );
         let held = blob_bytes(&b);

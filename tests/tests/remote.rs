@@ -9,7 +9,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use remote_support::{clone_source_dir as clone_source, source};
+use remote_support::{
+    add_remote, clone_source_dir as clone_source, ok_json, outputs, source, u, Reach,
+};
 use serde_json::Value;
 use uinfo_tests::{s3_env, snapshot, stderr, stdout, tiny, uinfo_bin, uinfo_env};
 
@@ -57,44 +59,13 @@ fn json(o: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
-fn u(tmp: &Path, store: &Path, r: &Remote, args: &[&str]) -> Output {
-    uinfo_env(tmp, store, args, &r.env)
-}
-
-/// Runs and asserts exit 0, returning the JSON output.
-fn ok_json(tmp: &Path, store: &Path, r: &Remote, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let out = u(tmp, store, r, &args);
-    assert!(
-        out.status.success(),
-        "uinfo {args:?}: {}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    json(&out)
-}
-
-fn add_remote(tmp: &Path, store: &Path, r: &Remote) {
-    let out = u(tmp, store, r, &["remote", "add", "lab", &r.url]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// Every file under `<store>/out/tiny`, by relative path, with its bytes.
-/// Every output file of the tiny experiment but `timings.parquet`, which records where and when
-/// each node was computed and so differs between stores by design.
-fn outputs(store: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let dir = store.join("out/tiny");
-    let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
-        .into_iter()
-        .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
-        .map(|(p, _, _)| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p.strip_prefix(&dir).unwrap().to_path_buf(), bytes)
-        })
-        .collect();
-    assert!(files.keys().any(|p| p.ends_with("usable_info.parquet")));
-    files
+impl Reach for Remote {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
 }
 
 fn stage_count(tmp: &Path, stages: &[&str]) -> usize {
@@ -131,7 +102,11 @@ fn share(kind: Kind) {
     let run = ok_json(t, &b, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
     assert_eq!(run["computed"], 0, "{run}");
     assert_eq!(run["fetched"], source().nodes, "{run}");
-    assert_eq!(outputs(&b), outputs(&a), "B's tables differ from A's");
+    assert_eq!(
+        outputs(&b, "tiny"),
+        outputs(&a, "tiny"),
+        "B's tables differ from A's"
+    );
 
     std::fs::write(t.join("tiny.toml"), tiny("", "lr = 0.02")).unwrap();
     let c = t.join("c");
@@ -154,7 +129,7 @@ fn share(kind: Kind) {
     add_remote(t, &d, &r);
     let run = ok_json(t, &d, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
     assert_eq!(run["computed"], 0, "{run}");
-    assert_eq!(outputs(&d), outputs(&c));
+    assert_eq!(outputs(&d, "tiny"), outputs(&c, "tiny"));
 }
 
 #[test]
@@ -234,7 +209,7 @@ fn resume(kind: Kind) {
     assert!(verify.status.success(), "{}", stdout(&verify));
     let run = ok_json(t, &d, &r, &["run", "tiny.toml", "-q"]);
     assert_eq!(run["computed"], 0, "{run}");
-    assert_eq!(outputs(&d), outputs(&a));
+    assert_eq!(outputs(&d, "tiny"), outputs(&a, "tiny"));
 }
 
 #[test]
@@ -325,7 +300,7 @@ fn corrupt(kind: Kind) {
     assert!(u(t, &c, &r, &["verify"]).status.success());
     let run = ok_json(t, &c, &r, &["run", "tiny.toml", "-q"]);
     assert_eq!(run["computed"], 2, "{run}");
-    assert_eq!(outputs(&c), outputs(&a));
+    assert_eq!(outputs(&c, "tiny"), outputs(&a, "tiny"));
 
     // run --remote --push: computes the two nodes with a warning each, fetches the rest, and
     // replaces the bad objects on the remote, so the next store computes nothing.
@@ -363,13 +338,13 @@ fn corrupt(kind: Kind) {
     assert_eq!(run["computed"], 2, "{run}");
     assert_eq!(run["fetched"], source().nodes - 2, "{run}");
     assert!(u(t, &b, &r, &["verify"]).status.success());
-    assert_eq!(outputs(&b), outputs(&a));
+    assert_eq!(outputs(&b, "tiny"), outputs(&a, "tiny"));
 
     let f = t.join("f");
     add_remote(t, &f, &r);
     let run = ok_json(t, &f, &r, &["run", "tiny.toml", "--remote", "lab", "-q"]);
     assert_eq!(run["computed"], 0, "{run}");
-    assert_eq!(outputs(&f), outputs(&a));
+    assert_eq!(outputs(&f, "tiny"), outputs(&a, "tiny"));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use artifacts::{Digest, Manifest, PushRecord};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use remote_support::{clean_up, clone_source, push_with_uinfo, runtime, Kind, Target};
+use remote_support::{add_remote, clean_up, clone_source, push_with_uinfo, runtime, Kind, Target};
 use serde_json::Value;
 use uinfo_tests::{stderr, stdout, tiny, uinfo_bin, uinfo_env};
 
@@ -324,8 +324,7 @@ fn a_push_interleaved_with_gc_loses_nothing(kind: Kind) {
     let pushed = listing(&target);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let c = clone_source(t, "c");
-    let add = uinfo_env(t, c.root(), &["remote", "add", "lab", &target.url], &[]);
-    assert!(add.status.success(), "{}", stderr(&add));
+    add_remote(t, c.root(), &target);
     let gc_out = t.join("gc.json");
     let hook = format!(
         "before-manifests:{} --store {} gc --remote lab --retention 0s --grace 2s --json > {}",

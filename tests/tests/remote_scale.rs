@@ -21,7 +21,8 @@ use pipeline::graph::build;
 use pipeline::plan::plan;
 use pipeline::transfer;
 use remote_support::{
-    clean_up, clone_source, push_with_uinfo, record_bytes, runtime, source, Kind, Target,
+    add_remote, clean_up, clone_source, push_with_uinfo, record_bytes, runtime, source, Kind,
+    Target,
 };
 use serde_json::Value;
 use uinfo_tests::{stderr, stdout, uinfo_env};
@@ -233,8 +234,7 @@ fn each_push_leaves_its_own_record(kind: Kind) {
     );
 
     let c = t.join("c");
-    let add = uinfo_env(t, &c, &["remote", "add", "lab", &target.url], &[]);
-    assert!(add.status.success(), "{}", stderr(&add));
+    add_remote(t, &c, &target);
     let args = [
         "run",
         "tiny.toml",

@@ -169,14 +169,6 @@ impl Remote {
             }
         }
     }
-
-    fn unusable(&self, problem: String) -> RemoteError {
-        RemoteError::Unusable {
-            remote: self.name.clone(),
-            url: self.url.clone(),
-            problem,
-        }
-    }
 }
 
 /// Files named `<object>#<digits>` under `dir`: what `object_store`'s local store stages an

@@ -3,8 +3,9 @@
 //! experiment. Each test binary uses what it needs.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
-use uinfo_tests::{s3_env, stderr, stdout, tiny, uinfo_env};
+use uinfo_tests::{s3_env, snapshot, stderr, stdout, tiny, uinfo_env};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
@@ -142,18 +143,76 @@ pub fn source() -> &'static Source {
     })
 }
 
+/// A copy of the store at `from` (files, modes and times) at `to`.
+pub fn copy_store(from: &Path, to: &Path) {
+    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status();
+    assert!(ok.unwrap().success());
+}
+
 /// A copy of the source store at `tmp/name`, with `tiny.toml` beside it; returns its root.
 pub fn clone_source_dir(tmp: &Path, name: &str) -> PathBuf {
     let dst = tmp.join(name);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(&source().store)
-        .arg(&dst)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    copy_store(&source().store, &dst);
     std::fs::copy(source().dir.join("tiny.toml"), tmp.join("tiny.toml")).unwrap();
     dst
+}
+
+/// Where a test's `uinfo` reaches its remote: the URL, and the environment it needs.
+pub trait Reach {
+    fn url(&self) -> &str;
+    fn env(&self) -> &[(String, String)];
+}
+
+impl Reach for Target {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+}
+
+/// `uinfo --store STORE ARGS` in `t`, with the remote's environment.
+pub fn u(t: &Path, store: &Path, r: &impl Reach, args: &[&str]) -> Output {
+    uinfo_env(t, store, args, r.env())
+}
+
+/// Runs `uinfo ARGS --json`, asserts exit 0, returns the JSON it printed.
+pub fn ok_json(t: &Path, store: &Path, r: &impl Reach, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let out = u(t, store, r, &args);
+    assert!(
+        out.status.success(),
+        "uinfo {args:?}: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)))
+}
+
+/// Adds the remote as `lab` to the store.
+pub fn add_remote(t: &Path, store: &Path, r: &impl Reach) {
+    let out = u(t, store, r, &["remote", "add", "lab", r.url()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every output file of `experiment` in the store but `timings.parquet` (where and when each
+/// node was computed: differs between stores by design), by relative path, with its bytes.
+pub fn outputs(store: &Path, experiment: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+    let dir = store.join("out").join(experiment);
+    let files: BTreeMap<PathBuf, Vec<u8>> = snapshot(&dir)
+        .into_iter()
+        .filter(|(p, _, _)| !p.ends_with("timings.parquet"))
+        .map(|(p, _, _)| {
+            let rel = p.strip_prefix(&dir).unwrap().to_path_buf();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    assert!(files.keys().any(|p| p.ends_with("usable_info.parquet")));
+    assert!(files.keys().any(|p| p.ends_with("report.html")));
+    files
 }
 
 /// [`clone_source_dir`], opened.
@@ -163,8 +222,7 @@ pub fn clone_source(tmp: &Path, name: &str) -> Store {
 
 /// `uinfo push tiny.toml --json` from `store`; returns the record's digest.
 pub fn push_with_uinfo(t: &Path, store: &Path, target: &Target) -> Digest {
-    let add = uinfo_env(t, store, &["remote", "add", "lab", &target.url], &[]);
-    assert!(add.status.success(), "{}", stderr(&add));
+    add_remote(t, store, target);
     let out = uinfo_env(
         t,
         store,
