@@ -8,6 +8,10 @@ use std::time::Instant;
 
 use stages::kernels::{gemm, multiply_add_loop};
 
+/// uinfo's allocator: its buffers start on a cache line, as in `uinfo`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One product: a name, (m, n, k), and the strides of `a` as `(rsa, csa)`.
 struct Case {
     name: &'static str,

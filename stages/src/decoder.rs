@@ -421,6 +421,10 @@ struct Blocked {
 /// L2 cache. A multiple of [`kernels::NT_LANES`], so the blocking leaves the sums' bits alone.
 const BLOCK: usize = 512;
 
+/// Examples per block of the MLP decoder's gradient: its hidden units and their gradients for a
+/// block (2 × stacked units × block floats) stay in the L2 cache beside the block's features.
+const MLP_BLOCK: usize = 128;
+
 impl Blocked {
     fn new(x: &[f32], dim: usize, targets: &[Target], (block, ones): (usize, bool)) -> Blocked {
         let rows = x.len() / dim;
@@ -537,7 +541,7 @@ fn evaluate_all(
                 for (c, v) in z.iter_mut().enumerate() {
                     *v = at(r, off + c);
                 }
-                let (c, hit) = kernels::softmax_xent(&mut z, label as usize, 0.0);
+                let (c, hit) = kernels::xent(&z, label as usize);
                 ce += c as f64;
                 correct += usize::from(hit);
             }
@@ -705,7 +709,7 @@ mod mlp {
 
     use super::{
         add_row_sums, class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam,
-        Blocked, DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, BLOCK,
+        Blocked, DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, MLP_BLOCK,
     };
     use crate::kernels::{self, gemm, gemm_nt_partial, reduce_partials};
 
@@ -819,7 +823,6 @@ mod mlp {
             );
             forward_body(p, d, xt, hidden, logits);
             let delta = &mut w.delta[..d.stacked * n];
-            delta.fill(0.0);
             for (t, (target, &off)) in d.targets.iter().zip(d.offsets).enumerate() {
                 let (k, h) = (target.classes, d.hidden);
                 let dz = &mut logits[off * n..(off + k) * n];
@@ -828,22 +831,10 @@ mod mlp {
                 let hidden = &hidden[t * h * n..(t + 1) * h * n];
                 let partial = &mut w.partial[off * h * kernels::NT_LANES..];
                 gemm_nt_partial((k, h, n), (dz, n), (hidden, n), partial);
-                gemm(
-                    (h, n, k),
-                    &p.w2[off * h..],
-                    (1, h),
-                    dz,
-                    n,
-                    &mut delta[t * h * n..],
-                    n,
-                );
+                let w2 = &p.w2[off * h..(off + k) * h];
+                hidden_gradient(w2, dz, hidden, &mut delta[t * h * n..(t + 1) * h * n], h);
             }
             add_row_sums(logits, n, &mut g.b2);
-            for (v, &a) in delta.iter_mut().zip(hidden.iter()) {
-                if a <= 0.0 {
-                    *v = 0.0;
-                }
-            }
             let x1 = &x.x1[r0 * (d.dim + 1)..];
             let shape = (d.stacked, d.dim + 1, n);
             gemm(shape, delta, (n, 1), x1, d.dim + 1, &mut g.w1, d.dim + 1);
@@ -859,8 +850,42 @@ mod mlp {
         fn gradient(p: &Params, d: Dims, x: &Blocked, w: &mut Work) = gradient_body;
     }
 
+    /// The loss's gradient with respect to one target's hidden units before the ReLU, one unit
+    /// (`n` examples) at a time while it is in the L1 cache: `delta[j][r] = Σ_c w2[c][j] ·
+    /// dz[c][r]` (fused multiply-adds from zero, in class order), then zero where the unit's
+    /// output `hidden[j][r]` is not positive. The same bits as the product `w2ᵀ · dz` into zeros
+    /// and a pass of the mask, without their passes over the whole block.
+    #[inline(always)]
+    pub(super) fn hidden_gradient(
+        w2: &[f32],
+        dz: &[f32],
+        hidden: &[f32],
+        delta: &mut [f32],
+        h: usize,
+    ) {
+        let n = hidden.len() / h;
+        for (j, (out, act)) in delta
+            .chunks_exact_mut(n)
+            .zip(hidden.chunks_exact(n))
+            .enumerate()
+        {
+            out.fill(0.0);
+            for (wc, dzc) in w2.chunks_exact(h).zip(dz.chunks_exact(n)) {
+                let wj = wc[j];
+                for (o, &g) in out.iter_mut().zip(dzc) {
+                    *o = wj.mul_add(g, *o);
+                }
+            }
+            for (o, &a) in out.iter_mut().zip(act) {
+                if a <= 0.0 {
+                    *o = 0.0;
+                }
+            }
+        }
+    }
+
     pub(super) fn fit(s: &Slices, targets: &[Target], d: &DecoderParams) -> Vec<Option<Fitted>> {
-        fit_blocked(s, targets, d, BLOCK)
+        fit_blocked(s, targets, d, MLP_BLOCK)
     }
 
     /// [`fit`] with the gradient taken `block` examples at a time (a multiple of 16).
@@ -1039,6 +1064,25 @@ mod tests {
             &|r| r.below(2) as i64,
         );
         assert!((m.bits - m.h_y_bits).abs() < 0.02, "{m:?}");
+    }
+
+    #[test]
+    fn hidden_gradient_is_the_product_then_the_mask() {
+        let mut rng = Rng::new(5);
+        let (k, h, n) = (3, 20, 48);
+        let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal() as f32).collect() };
+        let (w2, dz, hidden) = (draw(k * h), draw(k * n), draw(h * n));
+        let mut want = vec![0f32; h * n];
+        kernels::gemm((h, n, k), &w2, (1, h), &dz, n, &mut want, n);
+        for (v, &a) in want.iter_mut().zip(&hidden) {
+            if a <= 0.0 {
+                *v = 0.0;
+            }
+        }
+        let mut got = vec![f32::NAN; h * n];
+        mlp::hidden_gradient(&w2, &dz, &hidden, &mut got, h);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
     }
 
     #[test]

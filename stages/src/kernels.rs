@@ -217,7 +217,7 @@ pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
     let shifted = z[y] - m;
     let mut sum = 0f32;
     for v in z.iter_mut() {
-        *v = crate::math::expf(*v - m);
+        *v = exp_below(*v, m);
         sum += *v;
     }
     let ce = crate::math::lnf(sum) - shifted;
@@ -225,6 +225,31 @@ pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
         *v = (*v / sum - f32::from(i == y)) * scale;
     }
     (ce, arg == y)
+}
+
+/// The cross-entropy (nats) of one row of logits against class `y`, and whether the arg-max
+/// (the first largest logit) is `y`: the same bits as [`softmax_xent`], without the gradient.
+#[inline(always)]
+pub fn xent(z: &[f32], y: usize) -> (f32, bool) {
+    let (mut arg, mut m) = (0, f32::NEG_INFINITY);
+    for (i, &v) in z.iter().enumerate() {
+        if v > m {
+            (arg, m) = (i, v);
+        }
+    }
+    let sum = z.iter().fold(0f32, |s, &v| s + exp_below(v, m));
+    (crate::math::lnf(sum) - (z[y] - m), arg == y)
+}
+
+/// `e^(v - m)` for a logit `v` and the row's largest `m`: 1 for the largest itself (what
+/// [`crate::math::expf`] gives for ±0, without its polynomial).
+#[inline(always)]
+fn exp_below(v: f32, m: f32) -> f32 {
+    if v == m {
+        1.0
+    } else {
+        crate::math::expf(v - m)
+    }
 }
 
 /// The reference for benchmarks' "fraction of peak": `iters` rounds of fused multiply-adds on
@@ -254,11 +279,9 @@ simd! {
 
 /// Summed cross-entropy (nats) and correct predictions of logits (rows × classes) against labels.
 pub fn xent_sums(logits: &[f32], y: &[i64], classes: usize) -> (f64, usize) {
-    let mut z = vec![0f32; classes];
     let (mut ce, mut correct) = (0f64, 0usize);
     for (row, &label) in logits.chunks_exact(classes).zip(y) {
-        z.copy_from_slice(row);
-        let (c, hit) = softmax_xent(&mut z, label as usize, 0.0);
+        let (c, hit) = xent(row, label as usize);
         ce += c as f64;
         correct += usize::from(hit);
     }
@@ -314,6 +337,36 @@ mod tests {
             .map(|j| delta[fan_out + j] * w[j * fan_in + 9])
             .sum();
         assert!((dx[fan_in + 9] - naive_dx).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cross_entropy_alone_has_the_bits_of_the_softmax_gradients() {
+        for m in [0.0f32, -0.0, 3.5, -700.0] {
+            assert_eq!(
+                exp_below(m, m).to_bits(),
+                crate::math::expf(m - m).to_bits()
+            );
+        }
+        let rows: [&[f32]; 5] = [
+            &[0.3, -1.2],
+            &[2.0, 2.0, -0.5],
+            &[-0.0, 0.0],
+            &[-50.0, 40.0, 39.9, 0.1],
+            &[1e-7, -1e-7],
+        ];
+        for row in rows {
+            for y in 0..row.len() {
+                let mut z = row.to_vec();
+                let (want, hit) = softmax_xent(&mut z, y, 1.0);
+                let plain = |v: &[f32]| {
+                    let m = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let sum = v.iter().fold(0f32, |s, &x| s + crate::math::expf(x - m));
+                    crate::math::lnf(sum) - (v[y] - m)
+                };
+                assert_eq!(xent(row, y), (want, hit), "{row:?} {y}");
+                assert_eq!(want.to_bits(), plain(row).to_bits(), "{row:?} {y}");
+            }
+        }
     }
 
     #[test]

@@ -9,3 +9,9 @@ pub fn peak_rss_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
+
+/// uinfo's allocator, so the benches place buffers (cache-line aligned) as `uinfo` does: with
+/// the system allocator a large buffer starts 16 bytes past a line and every vector load from
+/// it splits across two lines.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
