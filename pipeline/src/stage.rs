@@ -60,7 +60,7 @@ impl Stage {
             Stage::Init => 1,
             Stage::Train => 4,
             Stage::Extract => 4,
-            Stage::Probe => 5,
+            Stage::Probe => 6,
             Stage::Analyze => 4,
             Stage::Report => 4,
         }

@@ -426,6 +426,19 @@ const BLOCK: usize = 512;
 const MLP_BLOCK: usize = 128;
 
 impl Blocked {
+    /// The first row of each block, in the order step `step` of a decoder's optimisation visits
+    /// them: forward on even steps, backward on odd ones, so a step starts on the blocks the
+    /// previous one ended with, still in the L2 cache (the fitting features, 3.2 MB in the
+    /// default experiment, do not fit it: read in the same order every step, every block came
+    /// from L3). Each gradient sum runs over the blocks in this order.
+    fn order(&self, step: usize) -> impl Iterator<Item = usize> + '_ {
+        let blocks = self.rows.div_ceil(self.block);
+        (0..blocks).map(move |i| match step % 2 {
+            0 => i * self.block,
+            _ => (blocks - 1 - i) * self.block,
+        })
+    }
+
     fn new(x: &[f32], dim: usize, targets: &[Target], (block, ones): (usize, bool)) -> Blocked {
         let rows = x.len() / dim;
         let mut xt = Vec::with_capacity(x.len());
@@ -453,25 +466,36 @@ impl Blocked {
 }
 
 /// `out[i] +=` each element of row `i` of `m` (rows of `len`) in order: one chain of additions
-/// per row, eight rows at a time in fixed registers (a variable-length accumulator array was
-/// kept on the stack with masked stores, stalling every addition on store forwarding).
+/// per row, up to eight rows at a time in fixed registers (a variable-length accumulator array was
+/// kept on the stack with masked stores, stalling every addition on store forwarding; one row
+/// at a time waits on each addition's latency).
 fn add_row_sums(m: &[f32], len: usize, out: &mut [f32]) {
-    let done = out.len() / 8 * 8;
-    let mut groups = out.chunks_exact_mut(8);
-    for (o, rows) in (&mut groups).zip(m.chunks_exact(8 * len)) {
-        let mut acc: [f32; 8] = [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]];
-        let r: [&[f32]; 8] = std::array::from_fn(|i| &rows[i * len..(i + 1) * len]);
-        for j in 0..len {
-            for (a, row) in acc.iter_mut().zip(&r) {
-                *a += row[j];
-            }
+    let mut groups = out.chunks_mut(8);
+    for (o, rows) in (&mut groups).zip(m.chunks(8 * len)) {
+        match o.len() {
+            8 => row_sums::<8>(rows, len, o),
+            7 => row_sums::<7>(rows, len, o),
+            6 => row_sums::<6>(rows, len, o),
+            5 => row_sums::<5>(rows, len, o),
+            4 => row_sums::<4>(rows, len, o),
+            3 => row_sums::<3>(rows, len, o),
+            2 => row_sums::<2>(rows, len, o),
+            _ => row_sums::<1>(rows, len, o),
         }
-        o.copy_from_slice(&acc);
     }
-    let rest = groups.into_remainder();
-    for (o, row) in rest.iter_mut().zip(m[done * len..].chunks_exact(len)) {
-        *o = row.iter().fold(*o, |a, &v| a + v);
+}
+
+/// [`add_row_sums`] of `R` rows, their chains interleaved.
+#[inline(always)]
+fn row_sums<const R: usize>(m: &[f32], len: usize, out: &mut [f32]) {
+    let mut acc: [f32; R] = std::array::from_fn(|i| out[i]);
+    let r: [&[f32]; R] = std::array::from_fn(|i| &m[i * len..(i + 1) * len]);
+    for j in 0..len {
+        for (a, row) in acc.iter_mut().zip(&r) {
+            *a += row[j];
+        }
     }
+    out.copy_from_slice(&acc);
 }
 
 fn init_linear(rng: &mut Rng, fan_in: usize, fan_out: usize) -> (Vec<f32>, Vec<f32>) {
@@ -582,12 +606,12 @@ mod linear {
     }
 
     /// The mean cross-entropy gradient of every target over the fitting rows, into `g`, block
-    /// by block: one read of a block's features from memory serves both the logits and the
-    /// weight gradient (sums of products along the examples, in 16 lanes).
+    /// by block in the order of `step` (see [`Blocked::order`]): one read of a block's features
+    /// from memory serves both the logits and the weight gradient (sums of products along the
+    /// examples, in 16 lanes).
     #[inline(always)]
     fn gradient_body(
-        w: &[f32],
-        b: &[f32],
+        (w, b, step): (&[f32], &[f32], usize),
         x: &Blocked,
         (targets, offsets): (&[Target], &[usize]),
         g: &mut Work,
@@ -598,7 +622,7 @@ mod linear {
         g.gb.fill(0.0);
         g.partial.clear();
         g.partial.resize(classes * dim * kernels::NT_LANES, 0.0);
-        for r0 in (0..x.rows).step_by(x.block) {
+        for r0 in x.order(step) {
             let n = x.block.min(x.rows - r0);
             let xt = &x.xt[r0 * dim..(r0 + n) * dim];
             let zt = &mut g.zt[..classes * n];
@@ -616,7 +640,7 @@ mod linear {
 
     kernels::simd! {
         /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(w: &[f32], b: &[f32], x: &Blocked, targets: (&[Target], &[usize]), g: &mut Work) = gradient_body;
+        fn gradient(params: (&[f32], &[f32], usize), x: &Blocked, targets: (&[Target], &[usize]), g: &mut Work) = gradient_body;
     }
 
     kernels::simd! {
@@ -687,7 +711,7 @@ mod linear {
             if step == p.steps {
                 break;
             }
-            gradient(&w, &b, &fit, (targets, &offsets), &mut g);
+            gradient((&w, &b, step), &fit, (targets, &offsets), &mut g);
             adam_w.step(&mut w, &g.gw, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
         }
@@ -802,10 +826,11 @@ mod mlp {
         evaluate_all(d.targets, slice, d.offsets, |r, c| logits[c * rows + r])
     }
 
-    /// The loss's gradient with respect to every parameter, into `w.grads`, block by block:
-    /// each sum runs over the examples in order, as if unblocked.
+    /// The loss's gradient with respect to every parameter, into `w.grads`, block by block in
+    /// the order of `step` (see [`Blocked::order`]): each sum runs over the examples of a block
+    /// in order, and over the blocks in that order.
     #[inline(always)]
-    fn gradient_body(p: &Params, d: Dims, x: &Blocked, w: &mut Work) {
+    fn gradient_body((p, step): (&Params, usize), d: Dims, x: &Blocked, w: &mut Work) {
         let scale = 1.0 / x.rows as f32;
         let g = &mut w.grads;
         g.w1.fill(0.0);
@@ -814,7 +839,7 @@ mod mlp {
         w.partial.clear();
         w.partial
             .resize(d.classes * d.hidden * kernels::NT_LANES, 0.0);
-        for r0 in (0..x.rows).step_by(x.block) {
+        for r0 in x.order(step) {
             let n = x.block.min(x.rows - r0);
             let xt = &x.xt[r0 * d.dim..(r0 + n) * d.dim];
             let (hidden, logits) = (
@@ -847,7 +872,7 @@ mod mlp {
     }
 
     kernels::simd! {
-        fn gradient(p: &Params, d: Dims, x: &Blocked, w: &mut Work) = gradient_body;
+        fn gradient(params: (&Params, usize), d: Dims, x: &Blocked, w: &mut Work) = gradient_body;
     }
 
     /// The loss's gradient with respect to one target's hidden units before the ReLU, one unit
@@ -962,7 +987,7 @@ mod mlp {
             if step == d.steps {
                 break;
             }
-            gradient(&p, dims, &fit, &mut work);
+            gradient((&p, step), dims, &fit, &mut work);
             let t = step as i32 + 1;
             let g = &work.grads;
             adam[0].step(&mut p.w1, &g.w1, d.lr, t);
@@ -1086,7 +1111,7 @@ mod tests {
     }
 
     #[test]
-    fn mlp_results_do_not_depend_on_the_gradient_blocks() {
+    fn mlp_results_barely_depend_on_the_gradient_blocks() {
         let mut rng = Rng::new(3);
         let x: Vec<f32> = (0..1500 * 6).map(|_| rng.normal() as f32).collect();
         let y: Vec<i64> = x.chunks(6).map(|r| i64::from(r[0] + r[3] > 0.0)).collect();
@@ -1102,11 +1127,18 @@ mod tests {
         p.steps = 40;
         let ce = |block| {
             let fitted = mlp::fit_blocked(&slices, std::slice::from_ref(&target), &p, block);
-            fitted[0].as_ref().unwrap().ce.to_bits()
+            fitted[0].as_ref().unwrap().ce
         };
+        // One block, or blocks summed forward and backward in turn: the same sums but for their
+        // rounding.
         let whole = ce(1024);
-        assert_eq!(ce(16), whole);
-        assert_eq!(ce(512), whole);
+        for block in [16, 512] {
+            assert!(
+                (ce(block) - whole).abs() < 1e-5,
+                "{block}: {} {whole}",
+                ce(block)
+            );
+        }
     }
 
     #[test]
