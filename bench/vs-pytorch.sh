@@ -2,8 +2,9 @@
 # uinfo against a plain PyTorch implementation of the same work, one CPU thread each, in turn:
 # one run of the default experiment (fc 3×100, batch 32, 100 epochs, linear decoders on 3 layers
 # × 2 labels at 16 checkpoints: epochs 0–5 and every 10th), training steps at batch 32 and 1024,
-# and one probe node of each decoder family. Both sides start from uinfo's dataset and initial
-# weights. Prints each side's numbers, the ratios, the final bits of both, and uinfo's fraction
+# and one probe node of each decoder family (steps and nodes: the best of three, each side, as
+# this VM's speed varies by a fifth from one moment to the next). Both sides start from uinfo's
+# dataset and initial weights. Prints each side's numbers, the ratios, the final bits of both, and uinfo's fraction
 # of one core's f32 peak (a loop of fused multiply-adds, measured in the same bench).
 #
 # Usage: bench/vs-pytorch.sh [WORK_DIR]
@@ -71,16 +72,16 @@ final = bits.filter(pl.col("epoch") == bits["epoch"].max())
 u_final = {f"{r['layer']}.{r['label']}": r["bits"] for r in final.iter_rows(named=True)
            if r["label"] in ("color", "direction")}
 rows = [
-    ("training, ms per step, batch 32", "train_ms_per_step_b32", t["train_ms_per_step_b32"], u["train_ms_per_step_b32"]),
-    ("training, ms per step, batch 1024", "train_ms_per_step_b1024", t["train_ms_per_step_b1024"], u["train_ms_per_step_b1024"]),
-    ("linear probe node, s", "probe_node_s_linear", t["probe_node_s_linear"], u["probe_node_s_linear"]),
-    ("MLP probe node, s", "probe_node_s_mlp", t["probe_node_s_mlp"], u["probe_node_s_mlp"]),
+    ("training, ms per step, batch 32 (best of 3)", "train_ms_per_step_b32", t["train_ms_per_step_b32"], u["train_ms_per_step_b32"]),
+    ("training, ms per step, batch 1024 (best of 3)", "train_ms_per_step_b1024", t["train_ms_per_step_b1024"], u["train_ms_per_step_b1024"]),
+    ("linear probe node, s (best of 3)", "probe_node_s_linear", t["probe_node_s_linear"], u["probe_node_s_linear"]),
+    ("MLP probe node, s (best of 3)", "probe_node_s_mlp", t["probe_node_s_mlp"], u["probe_node_s_mlp"]),
     ("one whole run, s", None, t["whole_run_s"], run_s),
 ]
-print(f"{'':36} {'PyTorch':>10} {'uinfo':>10} {'ratio':>8}")
+print(f"{'':46} {'PyTorch':>10} {'uinfo':>10} {'ratio':>8}")
 for name, _, a, b in rows:
-    print(f"{name:36} {a:10.3f} {b:10.3f} {a / b:7.2f}x")
-print(f"{'peak memory, MiB':36} {torch_kib / 1024:10.0f} {run_kib / 1024:10.0f}   (whole run: uinfo run -j 1; PyTorch: its process)")
+    print(f"{name:46} {a:10.3f} {b:10.3f} {a / b:7.2f}x")
+print(f"{'peak memory, MiB':46} {torch_kib / 1024:10.0f} {run_kib / 1024:10.0f}   (whole run: uinfo run -j 1; PyTorch: its process)")
 print(f"one core's f32 peak (fused multiply-add loop): {u['peak_gflops']:.0f} GFLOP/s; uinfo reaches "
       + ", ".join(f"{k} {v:.0%}" for k, v in u["peak_fraction"].items()))
 print("final bits (epoch 100)            PyTorch      uinfo")
