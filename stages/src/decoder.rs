@@ -418,7 +418,7 @@ struct Blocked {
 }
 
 /// Examples per block of a decoder's gradient: a block's features and activations stay in the
-/// L2 cache. A multiple of [`kernels::NT_LANES`], so the blocking leaves the sums' bits alone.
+/// L2 cache. A multiple of [`kernels::NT_LANES`], so each block fills the sums' 16 lanes evenly.
 const BLOCK: usize = 512;
 
 /// Examples per block of the MLP decoder's gradient: its hidden units and their gradients for a
