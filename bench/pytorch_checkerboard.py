@@ -121,6 +121,12 @@ def probe_node(kind, net, x, xv, labels, vlabels):
     }
 
 
+def best_of_three(measure):
+    """The smallest of three measurements: this VM's speed varies by a fifth from one moment to
+    the next, and uinfo's side takes the best of three as well."""
+    return min(measure() for _ in range(3))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", required=True)
@@ -142,28 +148,30 @@ def main():
     lr, wd = 0.05, 5e-3
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
-    # Training step time at batch 32 and 1024 (a few epochs each, after one warm-up epoch; the
-    # best of three such stretches, as uinfo's side).
+    # Training step time at batch 32 and 1024 (a few epochs each, after one warm-up epoch), the
+    # best of three such stretches.
     for batch, epochs in ((32, 5), (1024, 40)):
         net = network(init)
         train_epochs(net, x, y, xv, yv, batch, 1, args.seed, lr, wd)
-        times = []
-        for _ in range(3):
+
+        def ms_per_step():
             t = time.perf_counter()
             steps = train_epochs(net, x, y, xv, yv, batch, epochs, args.seed, lr, wd)
-            times.append((time.perf_counter() - t) / steps * 1e3)
-        out[f"train_ms_per_step_b{batch}"] = min(times)
+            return (time.perf_counter() - t) / steps * 1e3
+
+        out[f"train_ms_per_step_b{batch}"] = best_of_three(ms_per_step)
 
     # One probe node of each decoder family (the initial network's representations), the best
-    # of three, as uinfo's side.
+    # of three.
     net = network(init)
     for kind in ("linear", "mlp"):
-        times = []
-        for _ in range(3):
+
+        def node_s():
             t = time.perf_counter()
             probe_node(kind, net, x, xv, labels, vlabels)
-            times.append(time.perf_counter() - t)
-        out[f"probe_node_s_{kind}"] = min(times)
+            return time.perf_counter() - t
+
+        out[f"probe_node_s_{kind}"] = best_of_three(node_s)
 
     # One whole run: training with its checkpoints extracted and probed by linear decoders.
     checkpoints = {int(c) for c in args.checkpoints.split(",")}

@@ -4,8 +4,9 @@
 # × 2 labels at 16 checkpoints: epochs 0–5 and every 10th), training steps at batch 32 and 1024,
 # and one probe node of each decoder family (steps and nodes: the best of three, each side, as
 # this VM's speed varies by a fifth from one moment to the next). Both sides start from uinfo's
-# dataset and initial weights. Prints each side's numbers, the ratios, the final bits of both, and uinfo's fraction
-# of one core's f32 peak (a loop of fused multiply-adds, measured in the same bench).
+# dataset and initial weights. Prints each side's numbers, the ratios, the final bits of both,
+# and uinfo's fraction of one core's f32 peak (a loop of fused multiply-adds, measured in the
+# same bench).
 #
 # Usage: bench/vs-pytorch.sh [WORK_DIR]
 # Creates the PyTorch virtualenv at .venv-torch on first use (PyPI's Linux wheel of torch is the

@@ -135,8 +135,9 @@ impl<'a> Sources<'a> {
 }
 
 /// Brings here the blobs a run reads: the inputs of the nodes it runs, the outputs that are
-/// [`always_here`] and, with `all`, every output of the nodes it took from the remote. A cached result whose blob cannot be had is computed here instead: its node joins
-/// `to_run` (and its own inputs are then needed). Returns one warning per cause.
+/// [`always_here`] and, with `all`, every output of the nodes it took from the remote. A cached
+/// result whose blob cannot be had is computed here instead: its node joins `to_run` (and its
+/// own inputs are then needed). Returns one warning per cause.
 pub fn materialize(
     graph: &Graph,
     plan: &mut Plan,
@@ -184,8 +185,8 @@ pub fn materialize(
 }
 
 /// The blobs that the nodes in `to_run` read from cached parents, plus the outputs that are
-/// [`always_here`] and, with `all`, the outputs of the nodes it marks: each with its size where known
-/// and the nodes whose results name it.
+/// [`always_here`] and, with `all`, the outputs of the nodes it marks: each with its size where
+/// known and the nodes whose results name it.
 fn wanted_blobs(
     graph: &Graph,
     plan: &Plan,

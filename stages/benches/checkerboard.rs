@@ -43,8 +43,8 @@ fn segment(batch: usize, to_epoch: usize) -> SegmentParams {
     }
 }
 
-/// Milliseconds per training step over `epochs` epochs after one warm-up epoch: the best of
-/// three, as the PyTorch side.
+/// Milliseconds per training step over `epochs` epochs after one warm-up epoch, the best of
+/// three.
 fn train_ms_per_step(init: &Checkpoint, data: &Dataset, batch: usize, epochs: usize) -> f64 {
     let (warm, _) = run_segment(init, data, &segment(batch, 1), &Cpu).unwrap();
     let once = || {
@@ -52,11 +52,11 @@ fn train_ms_per_step(init: &Checkpoint, data: &Dataset, batch: usize, epochs: us
         let (end, _) = run_segment(&warm, data, &segment(batch, 1 + epochs), &Cpu).unwrap();
         start.elapsed().as_secs_f64() * 1e3 / (end.step - warm.step) as f64
     };
-    (0..3).map(|_| once()).fold(f64::INFINITY, f64::min)
+    best_of_three(once)
 }
 
-/// Seconds of one probe node: extraction, then every hidden layer × both labels; the best of
-/// three (this VM's speed varies by a fifth from one second to the next), as the PyTorch side.
+/// Seconds of one probe node (extraction, then every hidden layer × both labels), the best of
+/// three.
 fn probe_node_s(ckpt: &Checkpoint, data: &Dataset, kind: DecoderKind) -> f64 {
     let once = || {
         let start = Instant::now();
@@ -70,7 +70,13 @@ fn probe_node_s(ckpt: &Checkpoint, data: &Dataset, kind: DecoderKind) -> f64 {
         std::hint::black_box(probe(&reps, data, &params).unwrap());
         start.elapsed().as_secs_f64()
     };
-    (0..3).map(|_| once()).fold(f64::INFINITY, f64::min)
+    best_of_three(once)
+}
+
+/// The smallest of three measurements: this VM's speed varies by a fifth from one moment to the
+/// next, and the PyTorch side takes the best of three as well.
+fn best_of_three(measure: impl Fn() -> f64) -> f64 {
+    (0..3).map(|_| measure()).fold(f64::INFINITY, f64::min)
 }
 
 /// One core's f32 operations per second in a fused multiply-add loop (two per multiply-add).

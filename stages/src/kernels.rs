@@ -217,12 +217,7 @@ pub fn exp_fast(x: f32) -> f32 {
 /// `y`). The arg-max is the first largest logit.
 #[inline(always)]
 pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
-    let (mut arg, mut m) = (0, f32::NEG_INFINITY);
-    for (i, &v) in z.iter().enumerate() {
-        if v > m {
-            (arg, m) = (i, v);
-        }
-    }
+    let (arg, m) = arg_max(z);
     let shifted = z[y] - m;
     let mut sum = 0f32;
     for v in z.iter_mut() {
@@ -240,14 +235,21 @@ pub fn softmax_xent(z: &mut [f32], y: usize, scale: f32) -> (f32, bool) {
 /// (the first largest logit) is `y`: the same bits as [`softmax_xent`], without the gradient.
 #[inline(always)]
 pub fn xent(z: &[f32], y: usize) -> (f32, bool) {
+    let (arg, m) = arg_max(z);
+    let sum = z.iter().fold(0f32, |s, &v| s + exp_below(v, m));
+    (crate::math::lnf(sum) - (z[y] - m), arg == y)
+}
+
+/// The first largest logit of a row: its index and value.
+#[inline(always)]
+fn arg_max(z: &[f32]) -> (usize, f32) {
     let (mut arg, mut m) = (0, f32::NEG_INFINITY);
     for (i, &v) in z.iter().enumerate() {
         if v > m {
             (arg, m) = (i, v);
         }
     }
-    let sum = z.iter().fold(0f32, |s, &v| s + exp_below(v, m));
-    (crate::math::lnf(sum) - (z[y] - m), arg == y)
+    (arg, m)
 }
 
 /// `e^(v - m)` for a logit `v` and the row's largest `m`: 1 for the largest itself (what

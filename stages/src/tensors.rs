@@ -213,15 +213,13 @@ impl TensorFile {
 /// Appends `values` to `out` as little-endian bytes: one copy of their memory on a
 /// little-endian machine (not a capacity check and a 4-byte copy per value), `le` value by value
 /// elsewhere.
-fn extend_le<T: Copy, const N: usize>(out: &mut Vec<u8>, values: &[T], le: impl Fn(T) -> [u8; N]) {
-    assert_eq!(std::mem::size_of::<T>(), N, "a value is its N bytes");
+fn extend_le<T: bytemuck::Pod, const N: usize>(
+    out: &mut Vec<u8>,
+    values: &[T],
+    le: impl Fn(T) -> [u8; N],
+) {
     if cfg!(target_endian = "little") {
-        // SAFETY: `T` is f32 or i64 here: plain data of `N` bytes with no padding, so its
-        // memory is `values.len() * N` initialised bytes, already in little-endian order.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-        };
-        out.extend_from_slice(bytes);
+        out.extend_from_slice(bytemuck::cast_slice(values));
     } else {
         values.iter().for_each(|&x| out.extend_from_slice(&le(x)));
     }
