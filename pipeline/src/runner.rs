@@ -30,6 +30,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// running (how the tests show that a panic fails its node and nothing hangs).
 pub const TEST_PANIC: &str = "UINFO_TEST_PANIC";
 
+/// Test-only switch: a node whose name contains this variable's value waits two minutes before
+/// running (how the tests hold a Slurm job running until they cancel it).
+pub const TEST_STALL: &str = "UINFO_TEST_STALL";
+
+/// Whether the test switch `var` names `node`.
+fn test_switch(var: &str, node: &Node) -> bool {
+    std::env::var(var).is_ok_and(|s| !s.is_empty() && node.name.contains(&s))
+}
+
 /// What a node reads from its parents: input name → content digest of the file it names.
 pub type Inputs = BTreeMap<String, Digest>;
 
@@ -133,10 +142,11 @@ pub fn compute(
     store: &Store,
     ctx: &Context,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
-    if let Ok(s) = std::env::var(TEST_PANIC) {
-        if !s.is_empty() && node.name.contains(&s) {
-            panic!("test panic in node {} ({TEST_PANIC})", node.name);
-        }
+    if test_switch(TEST_PANIC, node) {
+        panic!("test panic in node {} ({TEST_PANIC})", node.name);
+    }
+    if test_switch(TEST_STALL, node) {
+        std::thread::sleep(std::time::Duration::from_secs(120));
     }
     let mut out = BTreeMap::new();
     let stage = node.stage.name();

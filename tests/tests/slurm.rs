@@ -86,13 +86,14 @@ fn sacct(id: &str) -> Vec<String> {
     panic!("sacct does not know job {id}");
 }
 
-fn spawn_run(dir: &Path, store: &Path, extra: &[&str]) -> Child {
+/// Starts `uinfo run --executor slurm exp.toml` in `dir` with extra environment variables.
+fn spawn_run(dir: &Path, store: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(uinfo_bin())
         .current_dir(dir)
         .arg("--store")
         .arg(store)
         .args(["run", "--executor", "slurm", "exp.toml"])
-        .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -185,7 +186,9 @@ fn a_cancelled_job_fails_its_nodes_and_the_rerun_computes_only_those() {
     let d = dir.path();
     experiment(d, true);
     let store = d.join("store");
-    let child = spawn_run(d, &store, &[]);
+    // The victim's first node waits until the cancel lands: a job that finished first would
+    // leave nothing to fail.
+    let child = spawn_run(d, &store, &[("UINFO_TEST_STALL", "train/batch=32,seed=0/")]);
     let victim = running_job(&store, "batch=32,seed=0");
     assert!(Command::new("scancel")
         .arg(&victim)
