@@ -85,7 +85,7 @@ fn peak_flops() -> f64 {
     stages::kernels::multiply_add_loop(1000);
     let start = Instant::now();
     std::hint::black_box(stages::kernels::multiply_add_loop(iters));
-    (iters * 192 * 2) as f64 / start.elapsed().as_secs_f64()
+    (iters * stages::kernels::PEAK_LANES * 2) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn main() {

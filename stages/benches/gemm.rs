@@ -41,7 +41,8 @@ fn main() {
     multiply_add_loop(1000);
     let start = Instant::now();
     std::hint::black_box(multiply_add_loop(iters));
-    let peak = (iters * 192 * 2) as f64 / start.elapsed().as_secs_f64() / 1e9;
+    let peak =
+        (iters * stages::kernels::PEAK_LANES * 2) as f64 / start.elapsed().as_secs_f64() / 1e9;
     let cases = [
         Case {
             name: "mlp forward (x · w1ᵀ)",

@@ -902,9 +902,7 @@ mod mlp {
                 }
             }
             for (o, &a) in out.iter_mut().zip(act) {
-                if a <= 0.0 {
-                    *o = 0.0;
-                }
+                *o = kernels::zero_where(a <= 0.0, *o);
             }
         }
     }

@@ -205,10 +205,6 @@ mod x86 {
 
     use super::{Shape, KB, MB, NC};
 
-    /// Row stride of `b` (floats) from which its rows are copied together before use: 1 KiB
-    /// apart and more, a panel's rows fall into few cache sets.
-    const FAR_ROWS: usize = 256;
-
     use std::arch::x86_64::*;
 
     /// One vector instruction set: its register type, lane count and the handful of operations
@@ -219,6 +215,9 @@ mod x86 {
         const LANES: usize;
         /// Rows per full tile (accumulators: `ROWS × 2` vectors, within the register file).
         const ROWS: usize;
+        /// Row stride of `b` (floats) from which its rows are copied together before use: this
+        /// far apart and more, a panel's rows fall into too few sets of a 32 KiB L1 cache.
+        const FAR_ROWS: usize;
         fn mask(active: usize) -> Self::Mask;
         fn full() -> Self::Mask;
         unsafe fn load(p: *const f32, m: Self::Mask) -> Self::V;
@@ -233,6 +232,7 @@ mod x86 {
         type Mask = __mmask16;
         const LANES: usize = 16;
         const ROWS: usize = 12;
+        const FAR_ROWS: usize = 256;
         #[inline(always)]
         fn mask(active: usize) -> __mmask16 {
             ((1u32 << active) - 1) as __mmask16
@@ -260,28 +260,48 @@ mod x86 {
     }
 
     struct Avx2;
+
+    /// An AVX2 lane mask and whether it takes every lane: a full vector moves with a plain load
+    /// or store (`vmaskmovps` costs more on AMD CPUs, its stores many times more).
+    #[derive(Clone, Copy)]
+    struct Avx2Mask {
+        lanes: __m256i,
+        all: bool,
+    }
+
     impl Vector for Avx2 {
         type V = __m256;
-        type Mask = __m256i;
+        type Mask = Avx2Mask;
         const LANES: usize = 8;
         const ROWS: usize = 6;
+        const FAR_ROWS: usize = 128;
         #[inline(always)]
-        fn mask(active: usize) -> __m256i {
+        fn mask(active: usize) -> Avx2Mask {
             const LANES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
             // SAFETY: eight lanes of a 16-lane table, starting at most 8 in.
-            unsafe { _mm256_loadu_si256(LANES[8 - active..].as_ptr().cast()) }
+            let lanes = unsafe { _mm256_loadu_si256(LANES[8 - active..].as_ptr().cast()) };
+            Avx2Mask {
+                lanes,
+                all: active == 8,
+            }
         }
         #[inline(always)]
-        fn full() -> __m256i {
+        fn full() -> Avx2Mask {
             Self::mask(8)
         }
         #[inline(always)]
-        unsafe fn load(p: *const f32, m: __m256i) -> __m256 {
-            _mm256_maskload_ps(p, m)
+        unsafe fn load(p: *const f32, m: Avx2Mask) -> __m256 {
+            match m.all {
+                true => _mm256_loadu_ps(p),
+                false => _mm256_maskload_ps(p, m.lanes),
+            }
         }
         #[inline(always)]
-        unsafe fn store(p: *mut f32, m: __m256i, v: __m256) {
-            _mm256_maskstore_ps(p, m, v)
+        unsafe fn store(p: *mut f32, m: Avx2Mask, v: __m256) {
+            match m.all {
+                true => _mm256_storeu_ps(p, v),
+                false => _mm256_maskstore_ps(p, m.lanes, v),
+            }
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
@@ -306,7 +326,7 @@ mod x86 {
     }
 
     /// Blocks of `NC` columns × `KB` reduction steps of `b` (copied to consecutive memory when
-    /// several tiles read them and its rows lie [`FAR_ROWS`] or more apart, where they would
+    /// several tiles read them and its rows lie [`Vector::FAR_ROWS`] or more apart, where they would
     /// collide in the cache), each swept by blocks of
     /// `MB` rows of `a`, in column panels of two vectors (one, masked, for a narrow rest), each
     /// panel by full tiles of `ROWS` rows and one shorter tile for the rows left.
@@ -316,7 +336,7 @@ mod x86 {
         // intrinsics inside it would become calls.
         // Few rows give few accumulators per tile: wider panels make up for it.
         let width = if s.m <= 4 { 4 } else { 2 } * X::LANES;
-        let packing = s.m > X::ROWS && s.ldb >= FAR_ROWS;
+        let packing = s.m > X::ROWS && s.ldb >= X::FAR_ROWS;
         let mut packed = Vec::new();
         for jc in (0..s.n).step_by(NC) {
             let nc = NC.min(s.n - jc);
@@ -630,6 +650,8 @@ mod tests {
             (8, 48, 260),
             // Rows of `b` 1 KiB apart and more, and more rows than a tile: `b` is packed.
             (20, 300, 40),
+            // Rows 520 bytes apart: packed for AVX2 only.
+            (9, 130, 20),
         ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7) % 19) as f32 * 0.13 - 1.1)

@@ -566,9 +566,7 @@ pub fn relu(x: &mut Act) {
 /// Zeroes the gradient where the ReLU's output `y` is not positive.
 pub fn relu_backward(dy: &mut Act, y: &Act) {
     for (d, &v) in dy.data.iter_mut().zip(&y.data) {
-        if v <= 0.0 {
-            *d = 0.0;
-        }
+        *d = kernels::zero_where(v <= 0.0, *d);
     }
 }
 
