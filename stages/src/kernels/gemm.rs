@@ -218,6 +218,9 @@ mod x86 {
         /// Row stride of `b` (floats) from which its rows are copied together before use: this
         /// far apart and more, a panel's rows fall into too few sets of a 32 KiB L1 cache.
         const FAR_ROWS: usize;
+        /// Vectors per tile row for products of at most four rows: wide enough to make up for
+        /// few rows, narrow enough that the accumulators stay in registers.
+        const FEW_ROWS_WIDTH: usize;
         fn mask(active: usize) -> Self::Mask;
         fn full() -> Self::Mask;
         unsafe fn load(p: *const f32, m: Self::Mask) -> Self::V;
@@ -233,6 +236,7 @@ mod x86 {
         const LANES: usize = 16;
         const ROWS: usize = 12;
         const FAR_ROWS: usize = 256;
+        const FEW_ROWS_WIDTH: usize = 4;
         #[inline(always)]
         fn mask(active: usize) -> __mmask16 {
             ((1u32 << active) - 1) as __mmask16
@@ -275,6 +279,7 @@ mod x86 {
         const LANES: usize = 8;
         const ROWS: usize = 6;
         const FAR_ROWS: usize = 128;
+        const FEW_ROWS_WIDTH: usize = 2;
         #[inline(always)]
         fn mask(active: usize) -> Avx2Mask {
             const LANES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -335,7 +340,7 @@ mod x86 {
         // No closures here: a closure is compiled without the caller's target features, and the
         // intrinsics inside it would become calls.
         // Few rows give few accumulators per tile: wider panels make up for it.
-        let width = if s.m <= 4 { 4 } else { 2 } * X::LANES;
+        let width = if s.m <= 4 { X::FEW_ROWS_WIDTH } else { 2 } * X::LANES;
         let packing = s.m > X::ROWS && s.ldb >= X::FAR_ROWS;
         let mut packed = Vec::new();
         for jc in (0..s.n).step_by(NC) {
@@ -556,7 +561,8 @@ mod x86 {
     }
 
     /// `RA × RB` outputs' 16 partial sums (`16 / LANES` vectors each) in registers while the
-    /// reduction runs, 16 steps at a time, the last group masked.
+    /// reduction runs, 16 steps at a time, the last group masked (its own step, so that the
+    /// others load without masks).
     #[inline(always)]
     unsafe fn nt_tile<X: Vector, const RA: usize, const RB: usize>(
         (k, lda, ldb, n): (usize, usize, usize, usize),
@@ -571,39 +577,46 @@ mod x86 {
                 }
             }
         }
-        let mut masks = [X::full(); 2];
-        let (mut av, mut bv) = ([[X::splat(0.0); 2]; RA], [[X::splat(0.0); 2]; RB]);
-        let mut p = 0;
-        while p < k {
-            let active = (k - p).min(16);
-            if active < 16 {
-                for (g, m) in masks.iter_mut().enumerate().take(groups) {
-                    *m = X::mask(active.saturating_sub(g * X::LANES).min(X::LANES));
-                }
+        let full = k / 16 * 16;
+        for p in (0..full).step_by(16) {
+            nt_step::<X, RA, RB>(&mut acc, (a, b), (p, lda, ldb), [X::full(); 2]);
+        }
+        if full < k {
+            let mut masks = [X::full(); 2];
+            for (g, m) in masks.iter_mut().enumerate().take(groups) {
+                *m = X::mask((k - full).saturating_sub(g * X::LANES).min(X::LANES));
             }
-            for (i, v) in av.iter_mut().enumerate() {
-                for (g, x) in v.iter_mut().enumerate().take(groups) {
-                    *x = X::load(a.add(i * lda + p + g * X::LANES), masks[g]);
-                }
-            }
-            for (j, v) in bv.iter_mut().enumerate() {
-                for (g, x) in v.iter_mut().enumerate().take(groups) {
-                    *x = X::load(b.add(j * ldb + p + g * X::LANES), masks[g]);
-                }
-            }
-            for (row, a) in acc.iter_mut().zip(&av) {
-                for (out, b) in row.iter_mut().zip(&bv) {
-                    for g in 0..groups {
-                        out[g] = X::fma(a[g], b[g], out[g]);
-                    }
-                }
-            }
-            p += 16;
+            nt_step::<X, RA, RB>(&mut acc, (a, b), (full, lda, ldb), masks);
         }
         for (i, row) in acc.iter().enumerate() {
             for (j, out) in row.iter().enumerate() {
                 for (g, &x) in out.iter().enumerate().take(groups) {
                     X::store(partial.add((i * n + j) * 16 + g * X::LANES), X::full(), x);
+                }
+            }
+        }
+    }
+
+    /// Reduction steps `p..p + 16` of an [`nt_tile`], one group of lanes at a time (a group's
+    /// vectors of `a` and `b`, then its fused multiply-adds: few registers live at once).
+    #[inline(always)]
+    unsafe fn nt_step<X: Vector, const RA: usize, const RB: usize>(
+        acc: &mut [[[X::V; 2]; RB]; RA],
+        (a, b): (*const f32, *const f32),
+        (p, lda, ldb): (usize, usize, usize),
+        masks: [X::Mask; 2],
+    ) {
+        for (g, &mask) in masks.iter().enumerate().take(16 / X::LANES) {
+            let (mut av, mut bv) = ([X::splat(0.0); RA], [X::splat(0.0); RB]);
+            for (i, x) in av.iter_mut().enumerate() {
+                *x = X::load(a.add(i * lda + p + g * X::LANES), mask);
+            }
+            for (j, x) in bv.iter_mut().enumerate() {
+                *x = X::load(b.add(j * ldb + p + g * X::LANES), mask);
+            }
+            for (row, &x) in acc.iter_mut().zip(&av) {
+                for (out, &y) in row.iter_mut().zip(&bv) {
+                    out[g] = X::fma(x, y, out[g]);
                 }
             }
         }
