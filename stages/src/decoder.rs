@@ -412,7 +412,7 @@ impl Adam {
 struct Blocked {
     xt: Vec<f32>,
     x1: Vec<f32>,
-    labels: Vec<Vec<i64>>,
+    labels: Vec<Vec<i32>>,
     rows: usize,
     block: usize,
 }
@@ -454,7 +454,11 @@ impl Blocked {
                 .collect(),
             false => Vec::new(),
         };
-        let labels = targets.iter().map(|t| t.fit.to_vec()).collect();
+        // As i32, so that comparisons with a class fill eight lanes of an AVX2 vector, not four.
+        let labels = targets
+            .iter()
+            .map(|t| t.fit.iter().map(|&l| l as i32).collect())
+            .collect();
         Blocked {
             xt,
             x1,
@@ -520,7 +524,7 @@ fn class_offsets(targets: &[Target]) -> (Vec<usize>, usize) {
 #[inline(always)]
 fn softmax_grad_columns(
     z: &mut [f32],
-    y: &[i64],
+    y: &[i32],
     scale: f32,
     (max, sum): (&mut [f32], &mut [f32]),
 ) {
@@ -528,7 +532,8 @@ fn softmax_grad_columns(
     max.fill(f32::NEG_INFINITY);
     for zc in z.chunks_exact(rows) {
         for (m, &v) in max.iter_mut().zip(zc) {
-            *m = if v > *m { v } else { *m };
+            // `+ 0.0`: see kernels::zero_where (a select of `*m` itself became a masked store).
+            *m = if v > *m { v } else { *m + 0.0 };
         }
     }
     sum.fill(0.0);
@@ -540,7 +545,7 @@ fn softmax_grad_columns(
     }
     for (c, zc) in z.chunks_exact_mut(rows).enumerate() {
         for ((v, &s), &label) in zc.iter_mut().zip(sum.iter()).zip(y) {
-            let hit = if label == c as i64 { 1.0 } else { 0.0 };
+            let hit = if label == c as i32 { 1.0 } else { 0.0 };
             *v = (*v / s - hit) * scale;
         }
     }
