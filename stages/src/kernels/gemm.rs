@@ -473,15 +473,20 @@ mod x86 {
                 *x = X::load(c.add(i * s.ldc + v * X::LANES), masks[v]);
             }
         }
+        // One pointer per row of `a`: a broadcast is then one address, not a chain of additions.
+        let mut a_rows = [a; R];
+        for (i, r) in a_rows.iter_mut().enumerate() {
+            *r = a.add(i * s.rsa);
+        }
         let mut bv = [X::splat(0.0); NV];
         for p in 0..depth {
             let bp = b.add(p * ldb);
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = X::load(bp.add(v * X::LANES), masks[v]);
             }
-            let ap = a.add(p * s.csa);
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = X::splat(*ap.add(i * s.rsa));
+            let at = p * s.csa;
+            for (row, &ar) in acc.iter_mut().zip(&a_rows) {
+                let av = X::splat(*ar.add(at));
                 for (x, &bv) in row.iter_mut().zip(&bv) {
                     *x = X::fma(av, bv, *x);
                 }
