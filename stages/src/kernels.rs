@@ -280,14 +280,14 @@ fn exp_below(v: f32, m: f32) -> f32 {
     }
 }
 
-/// The reference for benchmarks' "fraction of peak": `iters` rounds of fused multiply-adds on
-/// [`PEAK_LANES`] independent accumulators. Returns a value that depends on every operation, so
-/// none is optimised away; each round is [`PEAK_LANES`] multiply-adds.
 /// Accumulators of [`multiply_add_loop`]: 12 AVX2 registers (with the two operands, within the
 /// 16 there are; 192 spilled to memory and measured half the peak) or 6 AVX-512 ones, enough
 /// independent chains to cover the latency of a multiply-add on either.
 pub const PEAK_LANES: usize = 96;
 
+/// The reference for benchmarks' "fraction of peak": `iters` rounds of fused multiply-adds on
+/// [`PEAK_LANES`] independent accumulators. Returns a value that depends on every operation, so
+/// none is optimised away; each round is [`PEAK_LANES`] multiply-adds.
 #[inline(always)]
 pub fn multiply_add_loop_body(iters: usize) -> f32 {
     let mut acc = [[1f32; 32]; PEAK_LANES / 32];

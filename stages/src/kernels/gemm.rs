@@ -331,10 +331,10 @@ mod x86 {
     }
 
     /// Blocks of `NC` columns × `KB` reduction steps of `b` (copied to consecutive memory when
-    /// several tiles read them and its rows lie [`Vector::FAR_ROWS`] or more apart, where they would
-    /// collide in the cache), each swept by blocks of
-    /// `MB` rows of `a`, in column panels of two vectors (one, masked, for a narrow rest), each
-    /// panel by full tiles of `ROWS` rows and one shorter tile for the rows left.
+    /// several tiles read them and its rows lie [`Vector::FAR_ROWS`] or more apart, where they
+    /// would collide in the cache), each swept by blocks of `MB` rows of `a`, in column panels
+    /// of two vectors (one, masked, for a narrow rest), each panel by full tiles of `ROWS` rows
+    /// and one shorter tile for the rows left.
     #[inline(always)]
     unsafe fn driver<X: Vector>(s: &Shape, a: *const f32, b: *const f32, c: *mut f32) {
         // No closures here: a closure is compiled without the caller's target features, and the
