@@ -79,15 +79,6 @@ fn best_of_three(measure: impl Fn() -> f64) -> f64 {
     (0..3).map(|_| measure()).fold(f64::INFINITY, f64::min)
 }
 
-/// One core's f32 operations per second in a fused multiply-add loop (two per multiply-add).
-fn peak_flops() -> f64 {
-    let iters = 20_000_000;
-    stages::kernels::multiply_add_loop(1000);
-    let start = Instant::now();
-    std::hint::black_box(stages::kernels::multiply_add_loop(iters));
-    (iters * stages::kernels::PEAK_LANES * 2) as f64 / start.elapsed().as_secs_f64()
-}
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -110,7 +101,7 @@ fn main() {
         probe_node_s(&init, &data, DecoderKind::Linear)
     });
     let mlp = timed("mlp", &|| probe_node_s(&init, &data, DecoderKind::Mlp));
-    let peak = peak_flops();
+    let peak = stages::kernels::peak_flops();
     // Floating-point operations of the work timed above (multiply-adds count two).
     let sizes = [(4usize, 100usize), (100, 100), (100, 100), (100, 2)];
     let macs: usize = sizes.iter().map(|(i, o)| i * o).sum();

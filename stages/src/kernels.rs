@@ -283,13 +283,22 @@ fn exp_below(v: f32, m: f32) -> f32 {
 /// Accumulators of [`multiply_add_loop`]: 12 AVX2 registers (with the two operands, within the
 /// 16 there are; 192 spilled to memory and measured half the peak) or 6 AVX-512 ones, enough
 /// independent chains to cover the latency of a multiply-add on either.
-pub const PEAK_LANES: usize = 96;
+const PEAK_LANES: usize = 96;
 
-/// The reference for benchmarks' "fraction of peak": `iters` rounds of fused multiply-adds on
-/// [`PEAK_LANES`] independent accumulators. Returns a value that depends on every operation, so
-/// none is optimised away; each round is [`PEAK_LANES`] multiply-adds.
+/// One core's f32 operations per second (two per multiply-add) in [`multiply_add_loop`]: the
+/// reference for benchmarks' "fraction of peak".
+pub fn peak_flops() -> f64 {
+    let iters = 20_000_000;
+    multiply_add_loop(1000);
+    let start = std::time::Instant::now();
+    std::hint::black_box(multiply_add_loop(iters));
+    (iters * PEAK_LANES * 2) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `iters` rounds of fused multiply-adds on [`PEAK_LANES`] independent accumulators. Returns a
+/// value that depends on every operation, so none is optimised away.
 #[inline(always)]
-pub fn multiply_add_loop_body(iters: usize) -> f32 {
+fn multiply_add_loop_body(iters: usize) -> f32 {
     let mut acc = [[1f32; 32]; PEAK_LANES / 32];
     let (m, c) = (
         std::hint::black_box(0.999_999f32),
@@ -307,7 +316,7 @@ pub fn multiply_add_loop_body(iters: usize) -> f32 {
 
 simd! {
     /// [`multiply_add_loop_body`] for the widest vectors the CPU has.
-    pub fn multiply_add_loop(iters: usize) -> f32 = multiply_add_loop_body;
+    fn multiply_add_loop(iters: usize) -> f32 = multiply_add_loop_body;
 }
 
 /// Summed cross-entropy (nats) and correct predictions of logits (rows × classes) against labels.
