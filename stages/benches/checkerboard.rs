@@ -55,16 +55,19 @@ fn train_ms_per_step(init: &Checkpoint, data: &Dataset, batch: usize, epochs: us
     best_of_three(once)
 }
 
-/// Seconds of one probe node (extraction, then every hidden layer × both labels), the best of
-/// three.
-fn probe_node_s(ckpt: &Checkpoint, data: &Dataset, kind: DecoderKind) -> f64 {
+/// Seconds of one probe node (extraction, then every hidden layer × both labels, and their
+/// shuffled-label nulls if `null`), the best of three.
+fn probe_node_s(ckpt: &Checkpoint, data: &Dataset, kind: DecoderKind, null: bool) -> f64 {
     let once = || {
         let start = Instant::now();
         let reps = extract(ckpt, data, &ExtractParams::default(), &Cpu).unwrap();
         let params = ProbeParams {
             layers: Vec::new(),
             labels: vec!["color".into(), "direction".into()],
-            decoder: DecoderParams::new(kind),
+            decoder: DecoderParams {
+                null,
+                ..DecoderParams::new(kind)
+            },
             extract: None,
         };
         std::hint::black_box(probe(&reps, data, &params).unwrap());
@@ -87,7 +90,7 @@ fn main() {
     let [dataset, checkpoint, parts @ ..] = &args[..] else {
         eprintln!(
             "usage: cargo bench -p stages --bench checkerboard -- DATASET CHECKPOINT [PART...]\n\
-             parts: b32 b1024 linear mlp (default: all)"
+             parts: b32 b1024 linear linear-null mlp (default: all)"
         );
         std::process::exit(2);
     };
@@ -98,9 +101,14 @@ fn main() {
     let b32 = timed("b32", &|| train_ms_per_step(&init, &data, 32, 5));
     let b1024 = timed("b1024", &|| train_ms_per_step(&init, &data, 1024, 40));
     let linear = timed("linear", &|| {
-        probe_node_s(&init, &data, DecoderKind::Linear)
+        probe_node_s(&init, &data, DecoderKind::Linear, false)
     });
-    let mlp = timed("mlp", &|| probe_node_s(&init, &data, DecoderKind::Mlp));
+    let linear_null = timed("linear-null", &|| {
+        probe_node_s(&init, &data, DecoderKind::Linear, true)
+    });
+    let mlp = timed("mlp", &|| {
+        probe_node_s(&init, &data, DecoderKind::Mlp, false)
+    });
     let peak = stages::kernels::peak_flops();
     // Floating-point operations of the work timed above (multiply-adds count two).
     let sizes = [(4usize, 100usize), (100, 100), (100, 100), (100, 2)];
@@ -125,12 +133,14 @@ fn main() {
             "train_ms_per_step_b32": b32,
             "train_ms_per_step_b1024": b1024,
             "probe_node_s_linear": linear,
+            "probe_node_s_linear_null": linear_null,
             "probe_node_s_mlp": mlp,
             "peak_gflops": peak / 1e9,
             "peak_fraction": {
                 "train_b32": step_flops(32) / (b32 / 1e3) / peak,
                 "train_b1024": step_flops(1024) / (b1024 / 1e3) / peak,
                 "probe_linear": linear_flops / linear / peak,
+                "probe_linear_null": 2.0 * linear_flops / linear_null / peak,
                 "probe_mlp": mlp_flops / mlp / peak,
             },
             "peak_rss_mib": peak_rss_mib(),

@@ -218,9 +218,12 @@ mod x86 {
         /// Row stride of `b` (floats) from which its rows are copied together before use: this
         /// far apart and more, a panel's rows fall into too few sets of a 32 KiB L1 cache.
         const FAR_ROWS: usize;
-        /// Vectors per tile row for products of at most four rows: wide enough to make up for
-        /// few rows, narrow enough that the accumulators stay in registers.
+        /// Vectors per tile row for products of at most [`Vector::FEW_ROWS`] rows (tiles of
+        /// four rows and fewer): wide enough to make up for few rows, narrow enough that the
+        /// accumulators stay in registers.
         const FEW_ROWS_WIDTH: usize;
+        /// The most rows of `a` that [`Vector::FEW_ROWS_WIDTH`] serves better than full tiles.
+        const FEW_ROWS: usize;
         fn mask(active: usize) -> Self::Mask;
         fn full() -> Self::Mask;
         unsafe fn load(p: *const f32, m: Self::Mask) -> Self::V;
@@ -237,6 +240,7 @@ mod x86 {
         const ROWS: usize = 12;
         const FAR_ROWS: usize = 256;
         const FEW_ROWS_WIDTH: usize = 4;
+        const FEW_ROWS: usize = 4;
         #[inline(always)]
         fn mask(active: usize) -> __mmask16 {
             ((1u32 << active) - 1) as __mmask16
@@ -280,6 +284,8 @@ mod x86 {
         const ROWS: usize = 6;
         const FAR_ROWS: usize = 128;
         const FEW_ROWS_WIDTH: usize = 2;
+        // Eight rows as 6 + 2 read each vector of `b` twice, the second time for two rows only.
+        const FEW_ROWS: usize = 8;
         #[inline(always)]
         fn mask(active: usize) -> Avx2Mask {
             const LANES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -340,8 +346,9 @@ mod x86 {
         // No closures here: a closure is compiled without the caller's target features, and the
         // intrinsics inside it would become calls.
         // Few rows give few accumulators per tile: wider panels make up for it.
-        let width = if s.m <= 4 { X::FEW_ROWS_WIDTH } else { 2 } * X::LANES;
-        let packing = s.m > X::ROWS && s.ldb >= X::FAR_ROWS;
+        let few = s.m <= X::FEW_ROWS;
+        let width = if few { X::FEW_ROWS_WIDTH } else { 2 } * X::LANES;
+        let packing = !few && s.m > X::ROWS && s.ldb >= X::FAR_ROWS;
         let mut packed = Vec::new();
         for jc in (0..s.n).step_by(NC) {
             let nc = NC.min(s.n - jc);
@@ -364,10 +371,11 @@ mod x86 {
                         };
                         let at = (a, bp, c.add(jp));
                         let last = X::mask(cols - (cols - 1) / X::LANES * X::LANES);
-                        match (cols - 1) / X::LANES {
-                            0 => panel::<X, 1>(rows, depth, at, (s, ldb), last),
-                            1 => panel::<X, 2>(rows, depth, at, (s, ldb), last),
-                            2 => few_rows::<X, 3>(rows, depth, at, (s, ldb), last),
+                        match ((cols - 1) / X::LANES, few) {
+                            (0, _) => panel::<X, 1>(rows, depth, at, (s, ldb), last),
+                            (1, false) => panel::<X, 2>(rows, depth, at, (s, ldb), last),
+                            (1, true) => few_rows::<X, 2>(rows, depth, at, (s, ldb), last),
+                            (2, _) => few_rows::<X, 3>(rows, depth, at, (s, ldb), last),
                             _ => few_rows::<X, 4>(rows, depth, at, (s, ldb), last),
                         }
                     }
@@ -404,20 +412,24 @@ mod x86 {
         }
     }
 
-    /// [`panel`] for at most four rows (a product with a short `a`) and wide panels.
+    /// [`panel`] for a short `a` (at most [`Vector::FEW_ROWS`] rows) and wide panels: tiles of
+    /// four rows and one of the rows left.
     #[inline(always)]
     unsafe fn few_rows<X: Vector, const NV: usize>(
         rows: usize,
         depth: usize,
-        at: (*const f32, *const f32, *mut f32),
-        b: (&Shape, usize),
+        (a, b, c): (*const f32, *const f32, *mut f32),
+        (s, ldb): (&Shape, usize),
         last: X::Mask,
     ) {
-        match rows {
-            1 => tile::<X, 1, NV>(depth, at, b, last),
-            2 => tile::<X, 2, NV>(depth, at, b, last),
-            3 => tile::<X, 3, NV>(depth, at, b, last),
-            _ => tile::<X, 4, NV>(depth, at, b, last),
+        for i in (0..rows).step_by(4) {
+            let at = (a.add(i * s.rsa), b, c.add(i * s.ldc));
+            match rows - i {
+                1 => tile::<X, 1, NV>(depth, at, (s, ldb), last),
+                2 => tile::<X, 2, NV>(depth, at, (s, ldb), last),
+                3 => tile::<X, 3, NV>(depth, at, (s, ldb), last),
+                _ => tile::<X, 4, NV>(depth, at, (s, ldb), last),
+            }
         }
     }
 
@@ -666,6 +678,8 @@ mod tests {
             (64, 128, 100),
             (13, 17, 5),
             (8, 48, 260),
+            // Five to eight rows: on AVX2, a tile of four rows and one of the rest.
+            (6, 20, 30),
             // Rows of `b` 1 KiB apart and more, and more rows than a tile: `b` is packed.
             (20, 300, 40),
             // Rows 520 bytes apart: packed for AVX2 only.
@@ -726,6 +740,10 @@ mod tests {
             (5, 7, 37),
             (4, 100, 33),
             (9, 6, 160),
+            // Three rows of `a` (a tile's height on AVX-512); reductions ending in one AVX2
+            // vector and a lane, or half a vector.
+            (3, 5, 25),
+            (3, 5, 20),
         ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7) % 19) as f32 * 0.13 - 1.1)
