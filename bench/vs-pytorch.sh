@@ -55,7 +55,7 @@ blob() {
 dataset="$(blob dataset)"
 init="$(blob 'init/seed=0')"
 echo "== uinfo: training steps and probe nodes" >&2
-taskset -c 0 "$bench" "$dataset" "$init" > "$work/uinfo.json"
+taskset -c 0 "$bench" "$dataset" "$init" b32 b1024 linear mlp > "$work/uinfo.json"
 echo "== PyTorch: the same, one thread" >&2
 /usr/bin/time -f "%e %M" -o "$work/torch.time" taskset -c 0 \
     "$venv/bin/python" "$root/bench/pytorch_checkerboard.py" --dataset "$dataset" --init "$init" > "$work/torch.json"
