@@ -1,5 +1,6 @@
-//! `kernels::gemm` on the shapes the checkerboard run and its decoders use, each as a fraction
-//! of one core's f32 peak (a loop of fused multiply-adds measured in the same process).
+//! `kernels::gemm` on the shapes the checkerboard run and its decoders use, and
+//! `kernels::gemm_nt_partial` on the decoders' weight-gradient blocks, each as a fraction of one
+//! core's f32 peak (a loop of fused multiply-adds measured in the same process).
 //!
 //! `cargo bench -p stages --bench gemm [-- WORDS]` (only the shapes whose names contain every
 //! word); run it pinned (`taskset -c 0`) on an idle machine.
