@@ -84,7 +84,7 @@ for name, _, a, b in rows:
     print(f"{name:46} {a:10.3f} {b:10.3f} {a / b:7.2f}x")
 print(f"{'peak memory, MiB':46} {torch_kib / 1024:10.0f} {run_kib / 1024:10.0f}   (whole run: uinfo run -j 1; PyTorch: its process)")
 print(f"one core's f32 peak (fused multiply-add loop): {u['peak_gflops']:.0f} GFLOP/s; uinfo reaches "
-      + ", ".join(f"{k} {v:.0%}" for k, v in u["peak_fraction"].items()))
+      + ", ".join(f"{k} {v:.0%}" for k, v in u["peak_fraction"].items() if v is not None))
 print("final bits (epoch 100)            PyTorch      uinfo")
 for k in sorted(t["final_bits"]):
     print(f"  {k:30} {t['final_bits'][k]:9.4f} {u_final.get(k, float('nan')):9.4f}")
