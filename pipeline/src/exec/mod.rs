@@ -268,9 +268,9 @@ pub fn run_node(
             return Ok(finished(m, Outcome::Fetched, notes));
         }
     }
+    let slot = slots.map(Slots::take);
     let started = SystemTime::now();
     let computing = Instant::now();
-    let slot = slots.map(Slots::take);
     let files = std::panic::catch_unwind(AssertUnwindSafe(|| compute(node, inputs, store, ctx)))
         .map_err(|payload| anyhow!("panicked: {}", panic_message(payload.as_ref())))
         .and_then(|r| r)
