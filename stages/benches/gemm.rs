@@ -100,6 +100,16 @@ fn main() {
             op: Op::Gemm,
         },
         Case {
+            name: "mlp block forward, 2 targets (w1 · xᵀ)",
+            shape: (128, 128, 100),
+            op: Op::Gemm,
+        },
+        Case {
+            name: "mlp block w1 gradient, 2 targets (δ · x1)",
+            shape: (128, 101, 128),
+            op: Op::Gemm,
+        },
+        Case {
             name: "mlp fm head (w2 · hᵀ)",
             shape: (2, 8100, 64),
             op: Op::Gemm,
