@@ -406,13 +406,20 @@ impl Adam {
     }
 }
 
-/// The fitting slice in blocks of `block` examples: each block's features transposed (dim ×
-/// block, one after another in `xt`), and, if asked for, as rows ending in 1 (`x1`, rows ×
-/// (dim + 1): the 1 turns a bias gradient into one more column of the weight gradient).
+/// The fitting slice in blocks of `block` examples, without the features that are zero in every
+/// fitting example (`live` lists the others: dead ReLU units, a tenth of the default
+/// experiment's features): each block's live features transposed (live × block, one after
+/// another in `xt`), and, if asked for, as rows ending in 1 (`x1`, rows × (live + 1): the 1
+/// turns a bias gradient into one more column of the weight gradient).
+///
+/// Leaving a dead feature out changes no bit: its products with a weight are zeros, which leave
+/// a sum of fused multiply-adds as it was (but for the sign of a zero sum, which neither a
+/// softmax nor a ReLU reads), and its weights' gradient is zero, which Adam turns into no step.
 struct Blocked {
     xt: Vec<f32>,
     x1: Vec<f32>,
     labels: Vec<Vec<i32>>,
+    live: Vec<usize>,
     rows: usize,
     block: usize,
 }
@@ -439,8 +446,25 @@ impl Blocked {
         })
     }
 
-    fn new(x: &[f32], dim: usize, targets: &[Target], (block, ones): (usize, bool)) -> Blocked {
+    /// `drop_dead: false` keeps every feature (for tests that compare both).
+    fn new(
+        x: &[f32],
+        dim: usize,
+        targets: &[Target],
+        (block, ones, drop_dead): (usize, bool, bool),
+    ) -> Blocked {
         let rows = x.len() / dim;
+        let mut live: Vec<usize> = (0..dim)
+            .filter(|&j| !drop_dead || x.chunks_exact(dim).any(|r| r[j] != 0.0))
+            .collect();
+        if live.is_empty() {
+            live.push(0);
+        }
+        let x: Vec<f32> = x
+            .chunks_exact(dim)
+            .flat_map(|r| live.iter().map(|&j| r[j]))
+            .collect();
+        let dim = live.len();
         let mut xt = Vec::with_capacity(x.len());
         let mut t = Vec::new();
         for block in x.chunks(block * dim) {
@@ -463,8 +487,35 @@ impl Blocked {
             xt,
             x1,
             labels,
+            live,
             rows,
             block,
+        }
+    }
+
+    /// The live features' columns of each row of `m` (rows of `width`), and, with `bias`, each
+    /// row's last element after them.
+    fn gather(&self, m: &[f32], width: usize, bias: bool, out: &mut Vec<f32>) {
+        out.clear();
+        for row in m.chunks_exact(width) {
+            out.extend(self.live.iter().map(|&j| row[j]));
+            if bias {
+                out.push(row[width - 1]);
+            }
+        }
+    }
+
+    /// The inverse of [`Blocked::gather`] into `out` (rows of `width`), zeros for dead features.
+    fn scatter(&self, m: &[f32], width: usize, bias: bool, out: &mut [f32]) {
+        let kept = self.live.len() + usize::from(bias);
+        for (row, from) in out.chunks_exact_mut(width).zip(m.chunks_exact(kept)) {
+            row.fill(0.0);
+            for (&j, &v) in self.live.iter().zip(from) {
+                row[j] = v;
+            }
+            if bias {
+                row[width - 1] = from[kept - 1];
+            }
         }
     }
 }
@@ -613,7 +664,8 @@ mod linear {
     /// The mean cross-entropy gradient of every target over the fitting rows, into `g`, block
     /// by block in the order of `step` (see [`Blocked::order`]): one read of a block's features
     /// from memory serves both the logits and the weight gradient (sums of products along the
-    /// examples, in 16 lanes).
+    /// examples, in 16 lanes). `w` and the weight gradient hold the live features' columns
+    /// ([`Blocked::gather`]).
     #[inline(always)]
     fn gradient_body(
         (w, b, step): (&[f32], &[f32], usize),
@@ -671,6 +723,17 @@ mod linear {
     /// Fits softmax regression for every target; `None` for one whose early-stopping loss was
     /// never finite.
     pub(super) fn fit(s: &Slices, targets: &[Target], p: &DecoderParams) -> Vec<Option<Fitted>> {
+        fit_with(s, targets, p, true)
+    }
+
+    /// [`fit`], keeping the features that are zero in every fitting example if `drop_dead` is
+    /// false (see [`Blocked`]).
+    pub(super) fn fit_with(
+        s: &Slices,
+        targets: &[Target],
+        p: &DecoderParams,
+        drop_dead: bool,
+    ) -> Vec<Option<Fitted>> {
         let dim = s.dim;
         let (offsets, classes) = class_offsets(targets);
         let (mut w, mut b) = (Vec::new(), Vec::new());
@@ -686,12 +749,13 @@ mod linear {
             t
         };
         let (es_t, test_t) = (transposed(s.es), transposed(s.test));
-        let fit = Blocked::new(s.fit, dim, targets, (BLOCK, false));
+        let fit = Blocked::new(s.fit, dim, targets, (BLOCK, false, drop_dead));
         let (mut adam_w, mut adam_b) = (Adam::new(classes * dim), Adam::new(classes));
         let rows = fit.rows.min(BLOCK);
+        let (mut w_live, mut gw) = (Vec::new(), vec![0f32; classes * dim]);
         let mut g = Work {
             zt: vec![0f32; classes * rows],
-            gw: vec![0f32; classes * dim],
+            gw: vec![0f32; classes * fit.live.len()],
             gb: vec![0f32; classes],
             max: vec![0f32; rows],
             sum: vec![0f32; rows],
@@ -716,8 +780,10 @@ mod linear {
             if step == p.steps {
                 break;
             }
-            gradient((&w, &b, step), &fit, (targets, &offsets), &mut g);
-            adam_w.step(&mut w, &g.gw, p.lr, step as i32 + 1);
+            fit.gather(&w, dim, false, &mut w_live);
+            gradient((&w_live, &b, step), &fit, (targets, &offsets), &mut g);
+            fit.scatter(&g.gw, dim, false, &mut gw);
+            adam_w.step(&mut w, &gw, p.lr, step as i32 + 1);
             adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
         }
         let test = evaluate(&best_w, &best_b, &test_t, targets, Held::Test, &offsets);
@@ -913,15 +979,17 @@ mod mlp {
     }
 
     pub(super) fn fit(s: &Slices, targets: &[Target], d: &DecoderParams) -> Vec<Option<Fitted>> {
-        fit_blocked(s, targets, d, MLP_BLOCK)
+        fit_blocked(s, targets, d, (MLP_BLOCK, true))
     }
 
-    /// [`fit`] with the gradient taken `block` examples at a time (a multiple of 16).
+    /// [`fit`] with the gradient taken `block` examples at a time (a multiple of 16), keeping
+    /// the features that are zero in every fitting example if `drop_dead` is false (see
+    /// [`Blocked`]).
     pub(super) fn fit_blocked(
         s: &Slices,
         targets: &[Target],
         d: &DecoderParams,
-        block: usize,
+        (block, drop_dead): (usize, bool),
     ) -> Vec<Option<Fitted>> {
         let (dim, h) = (s.dim, d.hidden);
         let (offsets, classes) = class_offsets(targets);
@@ -955,8 +1023,19 @@ mod mlp {
             t
         };
         let (es_t, test_t) = (transposed(s.es), transposed(s.test));
-        let fit = Blocked::new(s.fit, dim, targets, (block, true));
+        let fit = Blocked::new(s.fit, dim, targets, (block, true, drop_dead));
         let rows = fit.rows.min(block);
+        let live_dims = Dims {
+            dim: fit.live.len(),
+            ..dims
+        };
+        // The decoders' parameters and weight gradient on the live features (see [`Blocked`]).
+        let mut fitting = Params {
+            w1: Vec::new(),
+            w2: Vec::new(),
+            b2: Vec::new(),
+        };
+        let mut g_w1 = vec![0.0; p.w1.len()];
         let mut adam = [p.w1.len(), p.w2.len(), p.b2.len()].map(Adam::new);
         let mut work = Work {
             hidden: vec![0.0; dims.stacked * rows],
@@ -966,7 +1045,7 @@ mod mlp {
             sum: vec![0.0; rows],
             partial: Vec::new(),
             grads: Params {
-                w1: vec![0.0; p.w1.len()],
+                w1: vec![0.0; dims.stacked * (live_dims.dim + 1)],
                 w2: vec![0.0; p.w2.len()],
                 b2: vec![0.0; p.b2.len()],
             },
@@ -990,10 +1069,14 @@ mod mlp {
             if step == d.steps {
                 break;
             }
-            gradient((&p, step), dims, &fit, &mut work);
+            fit.gather(&p.w1, dim + 1, true, &mut fitting.w1);
+            fitting.w2.clone_from(&p.w2);
+            fitting.b2.clone_from(&p.b2);
+            gradient((&fitting, step), live_dims, &fit, &mut work);
             let t = step as i32 + 1;
             let g = &work.grads;
-            adam[0].step(&mut p.w1, &g.w1, d.lr, t);
+            fit.scatter(&g.w1, dim + 1, true, &mut g_w1);
+            adam[0].step(&mut p.w1, &g_w1, d.lr, t);
             adam[1].step(&mut p.w2, &g.w2, d.lr, t);
             adam[2].step(&mut p.b2, &g.b2, d.lr, t);
         }
@@ -1129,7 +1212,8 @@ mod tests {
         let mut p = DecoderParams::new(DecoderKind::Mlp);
         p.steps = 40;
         let ce = |block| {
-            let fitted = mlp::fit_blocked(&slices, std::slice::from_ref(&target), &p, block);
+            let fitted =
+                mlp::fit_blocked(&slices, std::slice::from_ref(&target), &p, (block, true));
             fitted[0].as_ref().unwrap().ce
         };
         // One block, or blocks summed forward and backward in turn: the same sums but for their
@@ -1142,6 +1226,72 @@ mod tests {
                 ce(block)
             );
         }
+    }
+
+    #[test]
+    fn features_zero_in_every_fitting_example_change_no_bit() {
+        // ReLU-like features, three of them zero on the fitting slice but not on the others.
+        let (n, n_fit, dim) = (1500, 1000, 9);
+        let mut rng = Rng::new(5);
+        let mut x: Vec<f32> = (0..n * dim)
+            .map(|_| (rng.normal() as f32).max(0.0))
+            .collect();
+        for (i, row) in x.chunks_exact_mut(dim).enumerate() {
+            if i < n_fit {
+                [0, 4, 8].iter().for_each(|&j| row[j] = 0.0);
+            }
+        }
+        let y: Vec<i64> = x.chunks(dim).map(|r| i64::from(r[1] > r[2])).collect();
+        let z: Vec<i64> = x
+            .chunks(dim)
+            .map(|r| i64::from(r[3] + r[8] > 0.5))
+            .collect();
+        let targets = [
+            Target::new(&y[..1200], &y[1200..], n_fit, 2),
+            Target::new(&z[..1200], &z[1200..], n_fit, 2),
+        ];
+        let slices = Slices {
+            fit: &x[..n_fit * dim],
+            es: &x[n_fit * dim..1200 * dim],
+            test: &x[1200 * dim..],
+            dim,
+        };
+        assert_eq!(
+            Blocked::new(slices.fit, dim, &targets, (BLOCK, false, true)).live,
+            [1, 2, 3, 5, 6, 7]
+        );
+        let bits = |fitted: Vec<Option<Fitted>>| -> Vec<(u64, u64, usize)> {
+            fitted
+                .into_iter()
+                .map(|f| f.unwrap())
+                .map(|f| (f.ce.to_bits(), f.accuracy.to_bits(), f.best_step))
+                .collect()
+        };
+        let mut p = DecoderParams::new(DecoderKind::Linear);
+        p.steps = 60;
+        let linear = |drop| bits(linear::fit_with(&slices, &targets, &p, drop));
+        assert_eq!(linear(true), linear(false));
+        p.kind = DecoderKind::Mlp;
+        for block in [16, MLP_BLOCK] {
+            let mlp = |drop| bits(mlp::fit_blocked(&slices, &targets, &p, (block, drop)));
+            assert_eq!(mlp(true), mlp(false), "block {block}");
+        }
+    }
+
+    #[test]
+    fn gather_keeps_the_live_columns_and_scatter_puts_them_back() {
+        let x = [0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0];
+        let fit = Blocked::new(&x, 4, &[], (16, false, true));
+        assert_eq!(fit.live, [1, 3]);
+        let m: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let mut live = Vec::new();
+        fit.gather(&m, 5, true, &mut live);
+        assert_eq!(live, [1.0, 3.0, 4.0, 6.0, 8.0, 9.0]);
+        let mut back = vec![f32::NAN; 10];
+        fit.scatter(&live, 5, true, &mut back);
+        assert_eq!(back, [0.0, 1.0, 0.0, 3.0, 4.0, 0.0, 6.0, 0.0, 8.0, 9.0]);
+        fit.gather(&m[..8], 4, false, &mut live);
+        assert_eq!(live, [1.0, 3.0, 5.0, 7.0]);
     }
 
     #[test]
