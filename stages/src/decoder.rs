@@ -460,24 +460,25 @@ impl Blocked {
         if live.is_empty() {
             live.push(0);
         }
-        let x: Vec<f32> = x
-            .chunks_exact(dim)
-            .flat_map(|r| live.iter().map(|&j| r[j]))
-            .collect();
-        let dim = live.len();
+        let mut kept = Vec::with_capacity(rows * live.len());
+        for r in x.chunks_exact(dim) {
+            kept.extend(live.iter().map(|&j| r[j]));
+        }
+        let (x, dim) = (kept, live.len());
         let mut xt = Vec::with_capacity(x.len());
         let mut t = Vec::new();
         for block in x.chunks(block * dim) {
             kernels::transpose(block, block.len() / dim, dim, &mut t);
             xt.extend_from_slice(&t);
         }
-        let x1 = match ones {
-            true => x
-                .chunks_exact(dim)
-                .flat_map(|r| r.iter().copied().chain([1.0]))
-                .collect(),
-            false => Vec::new(),
-        };
+        let mut x1 = Vec::new();
+        if ones {
+            x1.reserve_exact(rows * (dim + 1));
+            for r in x.chunks_exact(dim) {
+                x1.extend_from_slice(r);
+                x1.push(1.0);
+            }
+        }
         // As i32, so that comparisons with a class fill eight lanes of an AVX2 vector, not four.
         let labels = targets
             .iter()
