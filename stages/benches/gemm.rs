@@ -160,6 +160,16 @@ fn main() {
             op: Op::Gemm,
         },
         Case {
+            name: "train b1024 weight gradient (δᵀ · x)",
+            shape: (100, 100, 1024),
+            op: Op::GemmTransposedA,
+        },
+        Case {
+            name: "train b1024 input gradient (δ · w)",
+            shape: (1024, 100, 100),
+            op: Op::Gemm,
+        },
+        Case {
             name: "train b32 hidden (x · wᵀ)",
             shape: (32, 100, 100),
             op: Op::Gemm,
