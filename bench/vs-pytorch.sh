@@ -83,7 +83,7 @@ print(f"{'':46} {'PyTorch':>10} {'uinfo':>10} {'ratio':>8}")
 for name, _, a, b in rows:
     print(f"{name:46} {a:10.3f} {b:10.3f} {a / b:7.2f}x")
 print(f"{'peak memory, MiB':46} {torch_kib / 1024:10.0f} {run_kib / 1024:10.0f}   (whole run: uinfo run -j 1; PyTorch: its process)")
-print(f"one core's f32 peak (fused multiply-add loop): {u['peak_gflops']:.0f} GFLOP/s; uinfo reaches "
+print(f"one core's f32 peak (fused multiply-add loop): {u['peak_gflops']:.0f} GFLOP/s; uinfo reaches (of the dense work: the decoders skip dead features) "
       + ", ".join(f"{k} {v:.0%}" for k, v in u["peak_fraction"].items() if v is not None))
 print("final bits (epoch 100)            PyTorch      uinfo")
 for k in sorted(t["final_bits"]):

@@ -122,7 +122,8 @@ fn main() {
             None => dim * 2.0,
             Some(h) => dim * h + h * 2.0,
         };
-        // Forward and weight gradient per fitting step; forward per evaluation.
+        // Forward and weight gradient per fitting step; forward per evaluation. Every feature
+        // counts, the dead ones the decoders leave out included: a fraction of the dense work.
         2.0 * macs * (300.0 * 2.0 * fit + evals * (es + test))
     };
     let linear_flops = 6.0 * decoder_flops(100.0, None);
