@@ -345,9 +345,9 @@ mod x86 {
     /// Blocks of `NC` columns × `KB` reduction steps of `b` (copied to consecutive memory when
     /// several tiles read them and either its rows lie [`Vector::FAR_ROWS`] or more apart, where
     /// they would collide in the cache, or the block is deeper than [`super::DEEP`]), each
-    /// swept by blocks of `MB` rows of `a`, in column panels
-    /// of two vectors (one, masked, for a narrow rest), each panel by full tiles of `ROWS` rows
-    /// and one shorter tile for the rows left.
+    /// swept by blocks of `MB` rows of `a`, in column panels of two vectors (one, masked, for a
+    /// narrow rest), each panel by full tiles of `ROWS` rows and one shorter tile for the rows
+    /// left.
     #[inline(always)]
     unsafe fn driver<X: Vector>(s: &Shape, a: *const f32, b: *const f32, c: *mut f32) {
         // No closures here: a closure is compiled without the caller's target features, and the
