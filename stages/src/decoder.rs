@@ -603,30 +603,23 @@ fn softmax_grad_columns(
     }
 }
 
-/// Mean cross-entropy (nats) and accuracy of each target's block of `logits`, read through
-/// `at(row, class)`.
+/// Mean cross-entropy (nats) and accuracy of each target's block of `logits` (all targets'
+/// classes × rows, class by class).
 fn evaluate_all(
     targets: &[Target],
     slice: Held,
     offsets: &[usize],
-    at: impl Fn(usize, usize) -> f32,
+    logits: &[f32],
 ) -> Vec<(f64, f64)> {
     targets
         .iter()
         .zip(offsets)
         .map(|(t, &off)| {
             let y = t.held(slice);
-            let mut z = vec![0f32; t.classes];
-            let (mut ce, mut correct) = (0f64, 0usize);
-            for (r, &label) in y.iter().enumerate() {
-                for (c, v) in z.iter_mut().enumerate() {
-                    *v = at(r, off + c);
-                }
-                let (c, hit) = kernels::xent(&z, label as usize);
-                ce += c as f64;
-                correct += usize::from(hit);
-            }
-            let n = y.len().max(1) as f64;
+            let rows = y.len();
+            let (ce, correct) =
+                kernels::xent_sums_columns(&logits[off * rows..(off + t.classes) * rows], y);
+            let n = rows.max(1) as f64;
             (ce / n, correct as f64 / n)
         })
         .collect()
@@ -718,7 +711,7 @@ mod linear {
         let rows = xt.len() / (w.len() / b.len());
         let mut zt = vec![0f32; b.len() * rows];
         logits_for(w, b, xt, rows, &mut zt);
-        evaluate_all(targets, slice, offsets, |r, c| zt[c * rows + r])
+        evaluate_all(targets, slice, offsets, &zt)
     }
 
     /// Fits softmax regression for every target; `None` for one whose early-stopping loss was
@@ -895,7 +888,7 @@ mod mlp {
         let mut hidden = vec![0f32; d.stacked * rows];
         let mut logits = vec![0f32; d.classes * rows];
         forward(p, d, xt, &mut hidden, &mut logits);
-        evaluate_all(d.targets, slice, d.offsets, |r, c| logits[c * rows + r])
+        evaluate_all(d.targets, slice, d.offsets, &logits)
     }
 
     /// The loss's gradient with respect to every parameter, into `w.grads`, block by block in

@@ -330,6 +330,80 @@ pub fn xent_sums(logits: &[f32], y: &[i64], classes: usize) -> (f64, usize) {
     (ce, correct)
 }
 
+/// Examples whose cross-entropies [`xent_sums_columns`] computes side by side.
+const XENT_LANES: usize = 8;
+
+/// [`xent_sums`] of logits stored class by class (`z[c * rows + r]`, `rows = y.len()`): the
+/// same bits, with eight examples' exponentials and logarithms computed at once.
+#[inline(always)]
+fn xent_sums_columns_body(z: &[f32], y: &[i64]) -> (f64, usize) {
+    const L: usize = XENT_LANES;
+    let rows = y.len();
+    let (mut ce, mut correct) = (0f64, 0usize);
+    if rows == 0 {
+        return (ce, correct);
+    }
+    let classes = z.len() / rows;
+    let mut add = |c: f32, hit: bool| {
+        ce += c as f64;
+        correct += usize::from(hit);
+    };
+    let mut row = vec![0f32; classes];
+    let mut scalar = |r: usize, add: &mut dyn FnMut(f32, bool)| {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = z[c * rows + r];
+        }
+        let (c, hit) = xent(&row, y[r] as usize);
+        add(c, hit);
+    };
+    for r0 in (0..rows - rows % L).step_by(L) {
+        let (mut m, mut arg) = ([f32::NEG_INFINITY; L], [0u32; L]);
+        for c in 0..classes {
+            let zc: &[f32; L] = z[c * rows + r0..][..L].try_into().expect("L lanes");
+            for i in 0..L {
+                if zc[i] > m[i] {
+                    (m[i], arg[i]) = (zc[i], c as u32);
+                }
+            }
+        }
+        let (mut sum, mut below) = ([0f32; L], true);
+        for c in 0..classes {
+            let zc: &[f32; L] = z[c * rows + r0..][..L].try_into().expect("L lanes");
+            for i in 0..L {
+                let d = zc[i] - m[i];
+                below &= d <= 0.0;
+                // Below −104 both e^d and e^max(d, −700) round to 0 in f32.
+                let e = crate::math::exp_core((d as f64).max(-700.0)) as f32;
+                sum[i] += if zc[i] == m[i] { 1.0 } else { e };
+            }
+        }
+        if !below {
+            // A NaN or infinite logit: the scalar path, which handles them.
+            (r0..r0 + L).for_each(|r| scalar(r, &mut add));
+            continue;
+        }
+        let mut ln = [0f32; L];
+        for i in 0..L {
+            // `sum` lies in [1, classes]: normal, finite, positive.
+            ln[i] = crate::math::ln_core(sum[i] as f64) as f32;
+        }
+        for i in 0..L {
+            let (r, label) = (r0 + i, y[r0 + i] as usize);
+            add(
+                ln[i] - (z[label * rows + r] - m[i]),
+                arg[i] as usize == label,
+            );
+        }
+    }
+    (rows - rows % L..rows).for_each(|r| scalar(r, &mut add));
+    (ce, correct)
+}
+
+simd! {
+    /// [`xent_sums_columns_body`] for the widest vectors the CPU has (the same bits on each).
+    pub fn xent_sums_columns(z: &[f32], y: &[i64]) -> (f64, usize) = xent_sums_columns_body;
+}
+
 /// Mean cross-entropy (nats) and accuracy of logits (rows × classes) against labels.
 pub fn mean_xent(logits: &[f32], y: &[i64], classes: usize) -> (f64, f64) {
     let (ce, correct) = xent_sums(logits, y, classes);
@@ -441,6 +515,41 @@ mod tests {
                 assert_eq!(xent(row, y), (want, hit), "{row:?} {y}");
                 assert_eq!(want.to_bits(), plain(row).to_bits(), "{row:?} {y}");
             }
+        }
+    }
+
+    #[test]
+    fn column_cross_entropies_have_the_bits_of_the_row_ones() {
+        let mut rng = crate::rng::Rng::new(9);
+        for (rows, classes) in [(1, 2), (8, 2), (37, 2), (64, 3), (29, 10), (200, 4)] {
+            let mut z: Vec<f32> = (0..rows * classes)
+                .map(|_| (rng.normal() * 8.0) as f32)
+                .collect();
+            // Ties, far-below logits, and (in the last rows) infinities and NaN.
+            z[0] = z[rows.min(z.len() - 1)];
+            if rows > 20 {
+                z[3] = -900.0;
+                z[5] = 150.0;
+                z[rows - 2] = f32::NEG_INFINITY;
+                z[rows - 1] = f32::NAN;
+                z[9] = f32::INFINITY;
+            }
+            let y: Vec<i64> = (0..rows)
+                .map(|_| rng.below(classes as u64) as i64)
+                .collect();
+            let mut by_row = vec![0f32; rows * classes];
+            for r in 0..rows {
+                for c in 0..classes {
+                    by_row[r * classes + c] = z[c * rows + r];
+                }
+            }
+            let (want, hits) = xent_sums(&by_row, &y, classes);
+            let (got, got_hits) = xent_sums_columns(&z, &y);
+            assert_eq!(
+                (got.to_bits(), got_hits),
+                (want.to_bits(), hits),
+                "{rows} × {classes}: {got} vs {want}"
+            );
         }
     }
 

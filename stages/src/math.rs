@@ -22,6 +22,44 @@ fn pow2(k: i64) -> f64 {
     f64::from_bits(((k + 1023) as u64) << 52)
 }
 
+/// 2^k for an integer-valued `k` in [-1022, 1023], read off the bits of `k + 2^52 + 1023` with
+/// no float-to-integer conversion (which would not vectorise).
+#[inline(always)]
+fn pow2_of(k: f64) -> f64 {
+    const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0;
+    f64::from_bits((k + SHIFT).to_bits() << 52)
+}
+
+/// The lowest argument for which [`exp_core`] equals [`exp`].
+pub const EXP_CORE_MIN: f64 = -708.0;
+
+/// [`exp`] for `EXP_CORE_MIN <= x <= 709`, without branches, so that a loop of it vectorises.
+#[inline(always)]
+pub fn exp_core(x: f64) -> f64 {
+    let k = (x * LOG2_E).round();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // Taylor series of e^r for |r| <= ln2 / 2, to r^13 / 13! (next term < 2^-57).
+    let mut p = 1.0 / 6_227_020_800.0;
+    for d in [
+        479_001_600.0,
+        39_916_800.0,
+        3_628_800.0,
+        362_880.0,
+        40_320.0,
+        5040.0,
+        720.0,
+        120.0,
+        24.0,
+        6.0,
+        2.0,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + 1.0 / d;
+    }
+    p * pow2_of(k)
+}
+
 /// e^x.
 pub fn exp(x: f64) -> f64 {
     if x.is_nan() {
@@ -33,9 +71,11 @@ pub fn exp(x: f64) -> f64 {
     if x < -745.133_219_101_941_1 {
         return 0.0;
     }
+    if (EXP_CORE_MIN..=709.0).contains(&x) {
+        return exp_core(x);
+    }
     let k = (x * LOG2_E).round();
     let r = (x - k * LN2_HI) - k * LN2_LO;
-    // Taylor series of e^r for |r| <= ln2 / 2, to r^13 / 13! (next term < 2^-57).
     let mut p = 1.0 / 6_227_020_800.0;
     for d in [
         479_001_600.0,
@@ -76,18 +116,31 @@ pub fn ln(x: f64) -> f64 {
     if x.is_infinite() {
         return x;
     }
-    let (x, shift) = if x < f64::MIN_POSITIVE {
-        (x * pow2(54), -54)
-    } else {
-        (x, 0)
-    };
-    let bits = x.to_bits();
-    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023 + shift;
-    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | (1023 << 52));
-    if m > SQRT_2 {
-        m *= 0.5;
-        e += 1;
+    if x < f64::MIN_POSITIVE {
+        return ln_scaled(x * pow2(54), -54.0);
     }
+    ln_core(x)
+}
+
+/// [`ln`] for a normal, finite, positive `x`, without branches, so that a loop of it vectorises.
+#[inline(always)]
+pub fn ln_core(x: f64) -> f64 {
+    ln_scaled(x, 0.0)
+}
+
+/// ln(x · 2^shift) for a normal, finite, positive `x` and an integer-valued `shift`.
+#[inline(always)]
+fn ln_scaled(x: f64, shift: f64) -> f64 {
+    const SHIFT: f64 = 4_503_599_627_370_496.0 + 1023.0;
+    let bits = x.to_bits();
+    // The unbiased exponent, as the float 2^52 + its biased field minus 2^52 + 1023: exact.
+    let e = f64::from_bits(0x4330_0000_0000_0000 | ((bits >> 52) & 0x7ff)) - SHIFT + shift;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | (1023 << 52));
+    let (m, e) = if m > SQRT_2 {
+        (m * 0.5, e + 1.0)
+    } else {
+        (m, e)
+    };
     // ln m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| <= 0.172: odd series to s^23.
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
@@ -95,7 +148,6 @@ pub fn ln(x: f64) -> f64 {
     for d in [21.0, 19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0, 1.0] {
         p = p * s2 + 1.0 / d;
     }
-    let e = e as f64;
     e * LN2_HI + (e * LN2_LO + 2.0 * s * p)
 }
 
