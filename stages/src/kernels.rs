@@ -349,12 +349,11 @@ fn xent_sums_columns_body(z: &[f32], y: &[i64]) -> (f64, usize) {
         correct += usize::from(hit);
     };
     let mut row = vec![0f32; classes];
-    let mut scalar = |r: usize, add: &mut dyn FnMut(f32, bool)| {
+    let mut scalar = |r: usize| {
         for (c, v) in row.iter_mut().enumerate() {
             *v = z[c * rows + r];
         }
-        let (c, hit) = xent(&row, y[r] as usize);
-        add(c, hit);
+        xent(&row, y[r] as usize)
     };
     for r0 in (0..rows - rows % L).step_by(L) {
         let (mut m, mut arg) = ([f32::NEG_INFINITY; L], [0u32; L]);
@@ -379,7 +378,10 @@ fn xent_sums_columns_body(z: &[f32], y: &[i64]) -> (f64, usize) {
         }
         if !below {
             // A NaN or infinite logit: the scalar path, which handles them.
-            (r0..r0 + L).for_each(|r| scalar(r, &mut add));
+            for r in r0..r0 + L {
+                let (c, hit) = scalar(r);
+                add(c, hit);
+            }
             continue;
         }
         let mut ln = [0f32; L];
@@ -395,7 +397,10 @@ fn xent_sums_columns_body(z: &[f32], y: &[i64]) -> (f64, usize) {
             );
         }
     }
-    (rows - rows % L..rows).for_each(|r| scalar(r, &mut add));
+    for r in rows - rows % L..rows {
+        let (c, hit) = scalar(r);
+        add(c, hit);
+    }
     (ce, correct)
 }
 
