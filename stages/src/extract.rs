@@ -64,7 +64,13 @@ pub fn extract(
                 model.as_ref(),
                 &Batcher::new(&split, data.norm.as_ref()),
                 |_, out| {
+                    // Each split's activations grow once to their full size, not by doubling
+                    // (every doubling of a large vector copies it into freshly mapped memory).
+                    let batch_rows = out.logits.len() / ckpt.shape.classes.max(1);
                     for (all, batch) in features.iter_mut().zip(out.features) {
+                        if all.is_empty() {
+                            all.reserve_exact(batch.len() / batch_rows.max(1) * rows);
+                        }
                         all.extend(batch);
                     }
                     logits.extend(out.logits);
