@@ -118,8 +118,10 @@ fn main() {
     let (fit, es, test) = (8100.0, 900.0, 1000.0);
     let evals = 31.0;
     let decoder_flops = |dim: f64, hidden: Option<f64>| {
+        // A binary label's linear decoder keeps one row of weights (see `decoder`'s `linear`),
+        // its MLP decoder two output units.
         let macs = match hidden {
-            None => dim * 2.0,
+            None => dim,
             Some(h) => dim * h + h * 2.0,
         };
         // Forward and weight gradient per fitting step; forward per evaluation. Every feature

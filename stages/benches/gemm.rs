@@ -125,6 +125,11 @@ fn main() {
             op: Op::Gemm,
         },
         Case {
+            name: "linear block logits, 2 rows (w · xᵀ)",
+            shape: (2, 512, 100),
+            op: Op::Gemm,
+        },
+        Case {
             name: "linear block logits, 4 classes (w · xᵀ)",
             shape: (4, 512, 100),
             op: Op::Gemm,
@@ -133,6 +138,11 @@ fn main() {
             name: "linear block logits, 8 classes (w · xᵀ)",
             shape: (8, 512, 100),
             op: Op::Gemm,
+        },
+        Case {
+            name: "linear block gradient, 2 rows (δ · x, nt)",
+            shape: (2, 100, 512),
+            op: Op::Nt,
         },
         Case {
             name: "linear block gradient, 4 classes (δ · x, nt)",

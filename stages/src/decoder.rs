@@ -393,15 +393,23 @@ impl Adam {
 
     /// Step `t` (1-based) with gradient `grad`.
     fn step(&mut self, theta: &mut [f32], grad: &[f32], lr: f64, t: i32) {
+        self.step_rows(theta, grad, &[lr], t);
+    }
+
+    /// [`Adam::step`] with a learning rate per row: `theta` is `lrs.len()` rows of equal length.
+    fn step_rows(&mut self, theta: &mut [f32], grad: &[f32], lrs: &[f64], t: i32) {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        for i in 0..theta.len() {
-            let g = grad[i] as f64;
-            self.m[i] = (b1 * self.m[i] as f64 + (1.0 - b1) * g) as f32;
-            self.v[i] = (b2 * self.v[i] as f64 + (1.0 - b2) * g * g) as f32;
-            let m_hat = self.m[i] as f64 / c1;
-            let v_hat = self.v[i] as f64 / c2;
-            theta[i] -= (lr * m_hat / (v_hat.sqrt() + eps)) as f32;
+        let row = theta.len() / lrs.len();
+        for (r, &lr) in lrs.iter().enumerate() {
+            for i in r * row..(r + 1) * row {
+                let g = grad[i] as f64;
+                self.m[i] = (b1 * self.m[i] as f64 + (1.0 - b1) * g) as f32;
+                self.v[i] = (b2 * self.v[i] as f64 + (1.0 - b2) * g * g) as f32;
+                let m_hat = self.m[i] as f64 / c1;
+                let v_hat = self.v[i] as f64 / c2;
+                theta[i] -= (lr * m_hat / (v_hat.sqrt() + eps)) as f32;
+            }
         }
     }
 }
@@ -625,17 +633,25 @@ fn evaluate_all(
         .collect()
 }
 
-/// Softmax regression for every target at once: the stacked weights (all targets' classes ×
-/// dim) multiply the transposed features, so each step reads the features twice whatever the
-/// number of labels.
+/// Softmax regression for every target at once: the stacked weights (all targets' rows × dim)
+/// multiply the transposed features, so each step reads the features twice whatever the number
+/// of labels.
+///
+/// A binary target keeps one row, not two. In softmax regression its two classes' gradients
+/// are opposite at every step (`p0 - [y = 0] = -(p1 - [y = 1])`), so Adam moves their weights
+/// `w0` and `w1` by opposite steps, and the logits enter the loss only through `z1 - z0`. The
+/// decoder keeps `u = w1 - w0` (and `b1 - b0`) from the same initial weights, steps it by twice
+/// `w1`'s Adam step, and evaluates the logits `(0, u·x + b1 - b0)`: the same optimisation in
+/// exact arithmetic, with half the products per step.
 mod linear {
     use super::{
-        add_row_sums, class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam,
-        Blocked, DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, BLOCK,
+        class_offsets, evaluate_all, init_linear, softmax_grad_columns, Adam, Blocked,
+        DecoderParams, EarlyStopping, Fitted, Held, Rng, Slices, Target, BLOCK,
     };
     use crate::kernels::{self, gemm, gemm_nt_partial, reduce_partials};
+    use std::ops::Range;
 
-    /// `zt` (classes × rows) = `w` · `xt` + `b`, with `xt` the features transposed.
+    /// `zt` (rows × examples) = `w` · `xt` + `b`, with `xt` the features transposed.
     #[inline(always)]
     fn logits_t(w: &[f32], b: &[f32], xt: &[f32], rows: usize, zt: &mut [f32]) {
         let (classes, dim) = (b.len(), w.len() / b.len());
@@ -643,6 +659,16 @@ mod linear {
             row.iter_mut().for_each(|v| *v = bc);
         }
         gemm((classes, rows, dim), w, (dim, 1), xt, rows, zt, rows);
+    }
+
+    /// [`softmax_grad_columns`] of a binary target's one logit `d = z1 - z0` per example, in
+    /// place: `(p1 - [y = 1]) * scale`, with `p1 = 1 / (1 + e^-d)` the softmax of `(0, d)`.
+    #[inline(always)]
+    fn binary_grad_column(d: &mut [f32], y: &[i32], scale: f32) {
+        for (v, &label) in d.iter_mut().zip(y) {
+            let hit = if label == 1 { 1.0 } else { 0.0 };
+            *v = (1.0 / (1.0 + kernels::exp_fast(-*v)) - hit) * scale;
+        }
     }
 
     /// Buffers of one step.
@@ -653,45 +679,55 @@ mod linear {
         max: Vec<f32>,
         sum: Vec<f32>,
         partial: Vec<f32>,
+        partial_b: Vec<f32>,
+        ones: Vec<f32>,
     }
 
     /// The mean cross-entropy gradient of every target over the fitting rows, into `g`, block
     /// by block in the order of `step` (see [`Blocked::order`]): one read of a block's features
     /// from memory serves both the logits and the weight gradient (sums of products along the
-    /// examples, in 16 lanes). `w` and the weight gradient hold the live features' columns
-    /// ([`Blocked::gather`]).
+    /// examples, in 16 lanes, as are the bias gradient's sums, products with ones). `w` and the
+    /// weight gradient hold the live features' columns
+    /// ([`Blocked::gather`]); `at` holds each target's rows.
     #[inline(always)]
     fn gradient_body(
         (w, b, step): (&[f32], &[f32], usize),
         x: &Blocked,
-        (targets, offsets): (&[Target], &[usize]),
+        (targets, at): (&[Target], &[Range<usize>]),
         g: &mut Work,
     ) {
-        let (classes, dim) = (b.len(), w.len() / b.len());
+        let (rows, dim) = (b.len(), w.len() / b.len());
         let scale = 1.0 / x.rows as f32;
         g.gw.fill(0.0);
         g.gb.fill(0.0);
         g.partial.clear();
-        g.partial.resize(classes * dim * kernels::NT_LANES, 0.0);
+        g.partial.resize(rows * dim * kernels::NT_LANES, 0.0);
+        g.partial_b.clear();
+        g.partial_b.resize(rows * kernels::NT_LANES, 0.0);
         for r0 in x.order(step) {
             let n = x.block.min(x.rows - r0);
             let xt = &x.xt[r0 * dim..(r0 + n) * dim];
-            let zt = &mut g.zt[..classes * n];
+            let zt = &mut g.zt[..rows * n];
             logits_t(w, b, xt, n, zt);
-            for (t, (target, &off)) in targets.iter().zip(offsets).enumerate() {
-                let block = &mut zt[off * n..(off + target.classes) * n];
+            for (t, (target, r)) in targets.iter().zip(at).enumerate() {
+                let block = &mut zt[r.start * n..r.end * n];
                 let y = &x.labels[t][r0..r0 + n];
-                softmax_grad_columns(block, y, scale, (&mut g.max[..n], &mut g.sum[..n]));
+                if r.len() < target.classes {
+                    binary_grad_column(block, y, scale);
+                } else {
+                    softmax_grad_columns(block, y, scale, (&mut g.max[..n], &mut g.sum[..n]));
+                }
             }
-            add_row_sums(zt, n, &mut g.gb);
-            gemm_nt_partial((classes, dim, n), (zt, n), (xt, n), &mut g.partial);
+            gemm_nt_partial((rows, 1, n), (zt, n), (&g.ones, n), &mut g.partial_b);
+            gemm_nt_partial((rows, dim, n), (zt, n), (xt, n), &mut g.partial);
         }
-        reduce_partials(&g.partial, (classes, dim), &mut g.gw, dim);
+        reduce_partials(&g.partial_b, (rows, 1), &mut g.gb, 1);
+        reduce_partials(&g.partial, (rows, dim), &mut g.gw, dim);
     }
 
     kernels::simd! {
         /// [`gradient_body`] for the widest vectors the CPU has (the same bits on each).
-        fn gradient(params: (&[f32], &[f32], usize), x: &Blocked, targets: (&[Target], &[usize]), g: &mut Work) = gradient_body;
+        fn gradient(params: (&[f32], &[f32], usize), x: &Blocked, targets: (&[Target], &[Range<usize>]), g: &mut Work) = gradient_body;
     }
 
     kernels::simd! {
@@ -699,44 +735,60 @@ mod linear {
         fn logits_for(w: &[f32], b: &[f32], xt: &[f32], rows: usize, zt: &mut [f32]) = logits_t;
     }
 
-    /// Each target's (mean CE, accuracy) on a slice whose transposed features are `xt`.
+    /// Each target's (mean CE, accuracy) on a slice whose transposed features are `xt`; `at`
+    /// holds each target's rows.
     fn evaluate(
-        w: &[f32],
-        b: &[f32],
+        (w, b): (&[f32], &[f32]),
         xt: &[f32],
-        targets: &[Target],
+        (targets, at): (&[Target], &[Range<usize>]),
         slice: Held,
-        offsets: &[usize],
     ) -> Vec<(f64, f64)> {
         let rows = xt.len() / (w.len() / b.len());
         let mut zt = vec![0f32; b.len() * rows];
         logits_for(w, b, xt, rows, &mut zt);
-        evaluate_all(targets, slice, offsets, &zt)
+        let (offsets, classes) = class_offsets(targets);
+        let mut logits = Vec::with_capacity(classes * rows);
+        for (t, r) in targets.iter().zip(at) {
+            if r.len() < t.classes {
+                logits.resize(logits.len() + rows, 0.0);
+            }
+            logits.extend_from_slice(&zt[r.start * rows..r.end * rows]);
+        }
+        evaluate_all(targets, slice, &offsets, &logits)
     }
 
     /// Fits softmax regression for every target; `None` for one whose early-stopping loss was
     /// never finite.
     pub(super) fn fit(s: &Slices, targets: &[Target], p: &DecoderParams) -> Vec<Option<Fitted>> {
-        fit_with(s, targets, p, true)
+        fit_with(s, targets, p, (true, true))
     }
 
     /// [`fit`], keeping the features that are zero in every fitting example if `drop_dead` is
-    /// false (see [`Blocked`]).
+    /// false (see [`Blocked`]), and both rows of a binary target if `fold_binary` is false.
     pub(super) fn fit_with(
         s: &Slices,
         targets: &[Target],
         p: &DecoderParams,
-        drop_dead: bool,
+        (drop_dead, fold_binary): (bool, bool),
     ) -> Vec<Option<Fitted>> {
         let dim = s.dim;
-        let (offsets, classes) = class_offsets(targets);
-        let (mut w, mut b) = (Vec::new(), Vec::new());
+        let (mut w, mut b, mut lrs, mut at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for t in targets {
+            let first = b.len();
             let mut rng = Rng::derive(p.seed, "decoder", 0);
             let (tw, tb) = init_linear(&mut rng, dim, t.classes);
-            w.extend(tw);
-            b.extend(tb);
+            if fold_binary && t.classes == 2 {
+                w.extend(tw[dim..].iter().zip(&tw[..dim]).map(|(w1, w0)| w1 - w0));
+                b.push(tb[1] - tb[0]);
+                lrs.push(2.0 * p.lr);
+            } else {
+                w.extend(tw);
+                b.extend(tb);
+                lrs.resize(b.len(), p.lr);
+            }
+            at.push(first..b.len());
         }
+        let rows_total = b.len();
         let transposed = |x: &[f32]| {
             let mut t = Vec::new();
             kernels::transpose(x, x.len() / dim, dim, &mut t);
@@ -744,27 +796,27 @@ mod linear {
         };
         let (es_t, test_t) = (transposed(s.es), transposed(s.test));
         let fit = Blocked::new(s.fit, dim, targets, (BLOCK, false, drop_dead));
-        let (mut adam_w, mut adam_b) = (Adam::new(classes * dim), Adam::new(classes));
+        let (mut adam_w, mut adam_b) = (Adam::new(rows_total * dim), Adam::new(rows_total));
         let rows = fit.rows.min(BLOCK);
-        let (mut w_live, mut gw) = (Vec::new(), vec![0f32; classes * dim]);
+        let (mut w_live, mut gw) = (Vec::new(), vec![0f32; rows_total * dim]);
         let mut g = Work {
-            zt: vec![0f32; classes * rows],
-            gw: vec![0f32; classes * fit.live.len()],
-            gb: vec![0f32; classes],
+            zt: vec![0f32; rows_total * rows],
+            gw: vec![0f32; rows_total * fit.live.len()],
+            gb: vec![0f32; rows_total],
             max: vec![0f32; rows],
             sum: vec![0f32; rows],
             partial: Vec::new(),
+            partial_b: Vec::new(),
+            ones: vec![1.0; rows],
         };
         let mut stopping: Vec<EarlyStopping> =
             targets.iter().map(|_| EarlyStopping::new(p)).collect();
         let (mut best_w, mut best_b) = (w.clone(), b.clone());
         for step in 0..=p.steps {
             if stopping[0].due(step) {
-                let es = evaluate(&w, &b, &es_t, targets, Held::EarlyStopping, &offsets);
-                for (((stop, e), t), &off) in stopping.iter_mut().zip(es).zip(targets).zip(&offsets)
-                {
+                let es = evaluate((&w, &b), &es_t, (targets, &at), Held::EarlyStopping);
+                for ((stop, e), rows) in stopping.iter_mut().zip(es).zip(&at) {
                     if stop.offer(step, e.0) {
-                        let rows = off..off + t.classes;
                         best_b[rows.clone()].copy_from_slice(&b[rows.clone()]);
                         let (from, to) = (rows.start * dim, rows.end * dim);
                         best_w[from..to].copy_from_slice(&w[from..to]);
@@ -775,12 +827,12 @@ mod linear {
                 break;
             }
             fit.gather(&w, dim, false, &mut w_live);
-            gradient((&w_live, &b, step), &fit, (targets, &offsets), &mut g);
+            gradient((&w_live, &b, step), &fit, (targets, &at), &mut g);
             fit.scatter(&g.gw, dim, false, &mut gw);
-            adam_w.step(&mut w, &gw, p.lr, step as i32 + 1);
-            adam_b.step(&mut b, &g.gb, p.lr, step as i32 + 1);
+            adam_w.step_rows(&mut w, &gw, &lrs, step as i32 + 1);
+            adam_b.step_rows(&mut b, &g.gb, &lrs, step as i32 + 1);
         }
-        let test = evaluate(&best_w, &best_b, &test_t, targets, Held::Test, &offsets);
+        let test = evaluate((&best_w, &best_b), &test_t, (targets, &at), Held::Test);
         stopping
             .into_iter()
             .zip(test)
@@ -1223,6 +1275,55 @@ mod tests {
     }
 
     #[test]
+    fn binary_targets_in_one_row_follow_softmax_regression_on_two() {
+        let (n, n_fit, dim) = (1500, 1000, 7);
+        let mut rng = Rng::new(11);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.normal() as f32).collect();
+        let y: Vec<i64> = x.chunks(dim).map(|r| i64::from(r[0] > r[1])).collect();
+        let z: Vec<i64> = x
+            .chunks(dim)
+            .map(|r| i64::from(r[2] > 0.0) + i64::from(r[3] > 0.5))
+            .collect();
+        let noisy: Vec<i64> = x
+            .chunks(dim)
+            .map(|r| i64::from(r[4] + rng.normal() as f32 > 0.0))
+            .collect();
+        let targets = [
+            Target::new(&y[..1200], &y[1200..], n_fit, 2),
+            Target::new(&z[..1200], &z[1200..], n_fit, 3),
+            Target::new(&noisy[..1200], &noisy[1200..], n_fit, 2),
+        ];
+        let slices = Slices {
+            fit: &x[..n_fit * dim],
+            es: &x[n_fit * dim..1200 * dim],
+            test: &x[1200 * dim..],
+            dim,
+        };
+        let p = DecoderParams::new(DecoderKind::Linear);
+        let fit = |fold| -> Vec<Fitted> {
+            let fitted = linear::fit_with(&slices, &targets, &p, (true, fold));
+            fitted.into_iter().map(Option::unwrap).collect()
+        };
+        let (one, two) = (fit(true), fit(false));
+        for (t, (a, b)) in one.iter().zip(&two).enumerate() {
+            assert!(
+                (a.ce - b.ce).abs() < 1e-6 * b.ce,
+                "target {t}: {} vs {}",
+                a.ce,
+                b.ce
+            );
+            assert_eq!(
+                (a.accuracy, a.best_step),
+                (b.accuracy, b.best_step),
+                "target {t}"
+            );
+        }
+        // The three-class target between them keeps its rows, and its bits.
+        assert_eq!(one[1].ce.to_bits(), two[1].ce.to_bits());
+        assert!(one[0].accuracy > 0.95 && one[2].accuracy < 0.9);
+    }
+
+    #[test]
     fn features_zero_in_every_fitting_example_change_no_bit() {
         // ReLU-like features, three of them zero on the fitting slice but not on the others.
         let (n, n_fit, dim) = (1500, 1000, 9);
@@ -1263,7 +1364,7 @@ mod tests {
         };
         let mut p = DecoderParams::new(DecoderKind::Linear);
         p.steps = 60;
-        let linear = |drop| bits(linear::fit_with(&slices, &targets, &p, drop));
+        let linear = |drop| bits(linear::fit_with(&slices, &targets, &p, (drop, true)));
         assert_eq!(linear(true), linear(false));
         p.kind = DecoderKind::Mlp;
         for block in [16, MLP_BLOCK] {
