@@ -687,8 +687,8 @@ mod linear {
     /// by block in the order of `step` (see [`Blocked::order`]): one read of a block's features
     /// from memory serves both the logits and the weight gradient (sums of products along the
     /// examples, in 16 lanes, as are the bias gradient's sums, products with ones). `w` and the
-    /// weight gradient hold the live features' columns
-    /// ([`Blocked::gather`]); `at` holds each target's rows.
+    /// weight gradient hold the live features' columns ([`Blocked::gather`]); `at` holds each
+    /// target's rows.
     #[inline(always)]
     fn gradient_body(
         (w, b, step): (&[f32], &[f32], usize),
@@ -1139,6 +1139,21 @@ mod mlp {
 mod tests {
     use super::*;
 
+    /// Examples `..n_fit` to fit, `n_fit..1200` to early-stop and `1200..` to test.
+    fn split(x: &[f32], n_fit: usize, dim: usize) -> Slices<'_> {
+        Slices {
+            fit: &x[..n_fit * dim],
+            es: &x[n_fit * dim..1200 * dim],
+            test: &x[1200 * dim..],
+            dim,
+        }
+    }
+
+    /// A target of `classes` with the labels of [`split`]'s slices.
+    fn target(y: &[i64], n_fit: usize, classes: usize) -> Target<'_> {
+        Target::new(&y[..1200], &y[1200..], n_fit, classes)
+    }
+
     fn run(
         features: &dyn Fn(i64, &mut Rng) -> Vec<f32>,
         dim: usize,
@@ -1248,13 +1263,8 @@ mod tests {
         let x: Vec<f32> = (0..1500 * 6).map(|_| rng.normal() as f32).collect();
         let y: Vec<i64> = x.chunks(6).map(|r| i64::from(r[0] + r[3] > 0.0)).collect();
         let (n_fit, dim) = (1000, 6);
-        let target = Target::new(&y[..1200], &y[1200..], n_fit, 2);
-        let slices = Slices {
-            fit: &x[..n_fit * dim],
-            es: &x[n_fit * dim..1200 * dim],
-            test: &x[1200 * dim..],
-            dim,
-        };
+        let target = target(&y, n_fit, 2);
+        let slices = split(&x, n_fit, dim);
         let mut p = DecoderParams::new(DecoderKind::Mlp);
         p.steps = 40;
         let ce = |block| {
@@ -1289,16 +1299,11 @@ mod tests {
             .map(|r| i64::from(r[4] + rng.normal() as f32 > 0.0))
             .collect();
         let targets = [
-            Target::new(&y[..1200], &y[1200..], n_fit, 2),
-            Target::new(&z[..1200], &z[1200..], n_fit, 3),
-            Target::new(&noisy[..1200], &noisy[1200..], n_fit, 2),
+            target(&y, n_fit, 2),
+            target(&z, n_fit, 3),
+            target(&noisy, n_fit, 2),
         ];
-        let slices = Slices {
-            fit: &x[..n_fit * dim],
-            es: &x[n_fit * dim..1200 * dim],
-            test: &x[1200 * dim..],
-            dim,
-        };
+        let slices = split(&x, n_fit, dim);
         let p = DecoderParams::new(DecoderKind::Linear);
         let fit = |fold| -> Vec<Fitted> {
             let fitted = linear::fit_with(&slices, &targets, &p, (true, fold));
@@ -1341,16 +1346,8 @@ mod tests {
             .chunks(dim)
             .map(|r| i64::from(r[3] + r[8] > 0.5))
             .collect();
-        let targets = [
-            Target::new(&y[..1200], &y[1200..], n_fit, 2),
-            Target::new(&z[..1200], &z[1200..], n_fit, 2),
-        ];
-        let slices = Slices {
-            fit: &x[..n_fit * dim],
-            es: &x[n_fit * dim..1200 * dim],
-            test: &x[1200 * dim..],
-            dim,
-        };
+        let targets = [target(&y, n_fit, 2), target(&z, n_fit, 2)];
+        let slices = split(&x, n_fit, dim);
         assert_eq!(
             Blocked::new(slices.fit, dim, &targets, (BLOCK, false, true)).live,
             [1, 2, 3, 5, 6, 7]
